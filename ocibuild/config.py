@@ -1,0 +1,245 @@
+"""Build files (``ocibuild.toml`` or ``[tool.ocibuild]`` in ``pyproject.toml``) and CLI overrides
+-> ``BuildPlan``. Unknown keys are errors that suggest the closest valid key."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import shlex
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .layers.compress import Compression
+from .plan import BuildPlan, ImageSettings, LayerSpec, source_date_epoch
+from .spec import Platform
+from .transports import Location, parse_location
+
+BUILD_FILE = "ocibuild.toml"
+TOP_KEYS = ("base", "platform", "entrypoint", "cmd", "workdir", "user", "env", "labels", "annotations",
+            "ports", "volumes", "stop_signal", "layers", "compression", "outputs")
+LAYER_KEYS = ("src", "dest", "exclude", "name")
+DEFAULT_APP_DIR = "/app"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Overrides:
+    """Values from the command line; ``None`` / empty means "not given"."""
+
+    base: str | None = None
+    platform: str | None = None
+    outputs: tuple[str, ...] = ()
+    entrypoint: str | None = None
+    cmd: str | None = None
+    workdir: str | None = None
+    user: str | None = None
+    env: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    annotations: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
+    layers: tuple[str, ...] = ()
+    compression: str | None = None
+
+
+def _unknown(keys: Sequence[str], valid: Sequence[str], where: str) -> None:
+    for key in keys:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
+            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+
+
+def read_build_file(project: Path, config_file: Path | None = None) -> tuple[dict[str, Any], str]:
+    """The ocibuild table and where it came from (``{}`` when the project has none)."""
+    candidates = [config_file] if config_file else [project / BUILD_FILE, project / "pyproject.toml"]
+    for path in candidates:
+        if path is None or not path.is_file():
+            if config_file is not None:
+                raise ConfigError(f"build file {config_file} does not exist")
+            continue
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}; fix the syntax") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read: {exc}") from None
+        if path.name == "pyproject.toml":
+            table = data.get("tool", {}).get("ocibuild")
+            if table is None:
+                return {}, str(path)
+            return dict(table), f"{path} [tool.ocibuild]"
+        return data, str(path)
+    if not project.is_dir():
+        raise ConfigError(f"project folder {project} does not exist")
+    return {}, ""
+
+
+def _command(value: Any, key: str, where: str) -> tuple[str, ...]:
+    """A command as a list of strings, a JSON array string, or a plain command line."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {key} {text!r} is not a valid JSON array: {exc}") from None
+        else:
+            try:
+                return tuple(shlex.split(text))
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {key} {text!r}: {exc}") from None
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ConfigError(f'{where}: {key} must be a list of strings, e.g. ["python3", "-m", "app"]')
+    return tuple(value)
+
+
+def _str(value: Any, key: str, where: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: {key} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _table(value: Any, key: str, where: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ConfigError(f'{where}: {key} must be a table of strings, e.g. {key} = {{ KEY = "value" }}')
+    out = {}
+    for k, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            raise ConfigError(f"{where}: {key}.{k} must be a string")
+        out[str(k)] = str(v)
+    return out
+
+
+def _pairs(items: Sequence[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _port(value: Any, where: str) -> str:
+    text = str(value).strip().lower()
+    number, _, proto = text.partition("/")
+    if not number.isdigit() or not 0 < int(number) < 65536 or proto not in ("", "tcp", "udp", "sctp"):
+        raise ConfigError(f"{where}: port {value!r} is not valid; use e.g. 8080 or '8080/udp'")
+    return f"{int(number)}/{proto or 'tcp'}"
+
+
+def _layers(value: Any, where: str) -> list[LayerSpec]:
+    if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
+        raise ConfigError(f'{where}: layers must be an array of tables, e.g. [[layers]] src = "app" dest = "/app"')
+    out = []
+    for i, item in enumerate(value):
+        at = f"{where}: layers[{i}]"
+        _unknown(list(item), LAYER_KEYS, at)
+        if "src" not in item or "dest" not in item:
+            raise ConfigError(f"{at}: needs both 'src' (a path in the project) and 'dest' (a path in the image)")
+        exclude = item.get("exclude", [])
+        if isinstance(exclude, str):
+            exclude = [exclude]
+        if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
+            raise ConfigError(f"{at}: exclude must be a list of patterns")
+        dest = _str(item["dest"], "dest", at)
+        if not dest.startswith("/"):
+            raise ConfigError(f"{at}: dest {dest!r} must be an absolute path in the image, e.g. '/app'")
+        out.append(LayerSpec(src=Path(_str(item["src"], "src", at)), dest=dest, exclude=tuple(exclude),
+                             name=str(item.get("name", ""))))
+    return out
+
+
+def _cli_layer(text: str, project: Path) -> LayerSpec:
+    src, sep, dest = text.rpartition(":")
+    if not sep or not src or not dest.startswith("/"):
+        raise ConfigError(f"--layer {text!r}: expected SRC:DEST with an absolute DEST, e.g. 'models:/models'")
+    return LayerSpec(src=(project / src).absolute(), dest=dest)
+
+
+def _location(text: str, project: Path | None, what: str) -> Location:
+    try:
+        return parse_location(text, base_dir=project)
+    except ConfigError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
+def _platform(text: str, where: str) -> Platform:
+    try:
+        return Platform.parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), config_file: Path | None = None,
+              environ: Mapping[str, str] | None = None) -> BuildPlan:
+    """Read the project's build file, apply command-line overrides, return the plan.
+
+    Paths in the build file are relative to the project folder; paths on the command line are
+    relative to the current folder.
+    """
+    project = Path(project_dir)
+    data, where = read_build_file(project, config_file)
+    where = where or str(project)
+    _unknown(list(data), TOP_KEYS, where)
+
+    base_text = overrides.base if overrides.base is not None else data.get("base", "scratch")
+    base = _location(_str(base_text, "base", where), None if overrides.base else project, "base")
+    platform_text = overrides.platform or data.get("platform")
+    platform = _platform(_str(platform_text, "platform", where), where) if platform_text else None
+
+    if overrides.layers:
+        layers = [_cli_layer(x, Path.cwd()) for x in overrides.layers]
+    elif "layers" in data:
+        layers = _layers(data["layers"], where)
+    else:
+        layers = [LayerSpec(src=Path("."), dest=DEFAULT_APP_DIR, name="app")]
+
+    def cmd(key: str, cli: str | None) -> tuple[str, ...] | None:
+        if cli is not None:
+            return _command(cli, f"--{key}", "command line")
+        return _command(data[key], key, where) if key in data else None
+
+    workdir = overrides.workdir or (_str(data["workdir"], "workdir", where) if "workdir" in data else None)
+    if workdir is None and "layers" not in data and not overrides.layers:
+        workdir = DEFAULT_APP_DIR
+    ports = [_port(p, where) for p in data.get("ports", [])] + [_port(p, "--port") for p in overrides.ports]
+    settings = ImageSettings(
+        entrypoint=cmd("entrypoint", overrides.entrypoint),
+        cmd=cmd("cmd", overrides.cmd),
+        workdir=workdir,
+        user=overrides.user or (_str(data["user"], "user", where) if "user" in data else None),
+        env={**_table(data.get("env", {}), "env", where), **_pairs(overrides.env, "--env")},
+        labels={**_table(data.get("labels", {}), "labels", where), **_pairs(overrides.labels, "--label")},
+        annotations={**_table(data.get("annotations", {}), "annotations", where),
+                     **_pairs(overrides.annotations, "--annotation")},
+        ports=tuple(dict.fromkeys(ports)),
+        volumes=tuple(_str(v, "volumes", where) for v in data.get("volumes", [])),
+        stop_signal=_str(data["stop_signal"], "stop_signal", where) if "stop_signal" in data else None,
+    )
+    compression_text = overrides.compression or data.get("compression", "gzip")
+    try:
+        compression = Compression.parse(_str(compression_text, "compression", where))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if overrides.outputs:
+        outputs = [_location(o, None, "--output") for o in overrides.outputs]
+    else:
+        raw_outputs = data.get("outputs", [])
+        if isinstance(raw_outputs, str):
+            raw_outputs = [raw_outputs]
+        outputs = [_location(_str(o, "outputs", where), project, "outputs") for o in raw_outputs]
+    return BuildPlan(
+        project_dir=project,
+        base=base,
+        platform=platform,
+        layers=tuple(layers),
+        settings=settings,
+        compression=compression,
+        outputs=tuple(outputs),
+        source_date_epoch=source_date_epoch(environ),
+    )
+

@@ -1,0 +1,22 @@
+"""Deterministic layer builders: tar writer, compression, file trees -> layers."""
+
+from .builder import BuiltLayer, build_layer, input_key
+from .compress import Compression, decompressor
+from .ignore import DEFAULT_EXCLUDES, IgnoreRules, load_rules
+from .tarwriter import TarEntry, TarOptions, write_tar
+from .tree import collect
+
+__all__ = [
+    "DEFAULT_EXCLUDES",
+    "BuiltLayer",
+    "Compression",
+    "IgnoreRules",
+    "TarEntry",
+    "TarOptions",
+    "build_layer",
+    "collect",
+    "decompressor",
+    "input_key",
+    "load_rules",
+    "write_tar",
+]

@@ -1,0 +1,149 @@
+"""A deterministic tar writer (the rules of Jib's ReproducibleLayerBuilder).
+
+Entries are sorted by path, every parent directory is emitted, owners are numeric (uid/gid 0 by
+default) with empty user and group names, every mtime is the same (``SOURCE_DATE_EPOCH``),
+permissions are normalised, and no xattrs or host-specific PAX records are written.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from ..errors import LayerError
+
+Kind = Literal["file", "dir", "symlink"]
+FILE_MODE = 0o644
+EXEC_MODE = 0o755
+DIR_MODE = 0o755
+COPY_BUFSIZE = 1 << 20
+
+
+class Writable(Protocol):
+    def write(self, data: bytes) -> int: ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TarEntry:
+    """One entry of a layer. ``path`` is relative and POSIX (``app/main.py``); content comes from
+    ``source`` (a file on disk) or ``data`` (bytes)."""
+
+    path: str
+    kind: Kind
+    mode: int = FILE_MODE
+    size: int = 0
+    source: Path | None = None
+    data: bytes | None = None
+    linkname: str = ""
+
+    @classmethod
+    def file(cls, path: str, data: bytes, *, executable: bool = False) -> TarEntry:
+        return cls(path=path, kind="file", mode=EXEC_MODE if executable else FILE_MODE,
+                   size=len(data), data=data)
+
+    @classmethod
+    def directory(cls, path: str, mode: int = DIR_MODE) -> TarEntry:
+        return cls(path=path, kind="dir", mode=mode)
+
+    @classmethod
+    def symlink(cls, path: str, target: str) -> TarEntry:
+        return cls(path=path, kind="symlink", mode=0o777, linkname=target)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TarOptions:
+    """Owner and timestamp given to every entry."""
+
+    uid: int = 0
+    gid: int = 0
+    mtime: int = 0
+
+
+def normalize_path(path: str) -> str:
+    """``/app/./x/`` -> ``app/x``; rejects paths that climb out with ``..``."""
+    norm = posixpath.normpath("/" + path.replace("\\", "/")).lstrip("/")
+    if ".." in norm.split("/"):
+        raise LayerError(f"path {path!r} escapes the image root")
+    return "" if norm == "." else norm
+
+
+def with_parents(entries: Iterable[TarEntry]) -> list[TarEntry]:
+    """Normalise paths, add missing parent directories, reject duplicates, sort by path."""
+    by_path: dict[str, TarEntry] = {}
+    for entry in entries:
+        path = normalize_path(entry.path)
+        if not path:
+            continue
+        if path in by_path and by_path[path].kind != "dir":
+            raise LayerError(f"two entries for {path!r} in one layer")
+        if path != entry.path:
+            entry = TarEntry(path=path, kind=entry.kind, mode=entry.mode, size=entry.size,
+                             source=entry.source, data=entry.data, linkname=entry.linkname)
+        by_path[path] = entry
+    for path in list(by_path):
+        parent = posixpath.dirname(path)
+        while parent and parent not in by_path:
+            by_path[parent] = TarEntry.directory(parent)
+            parent = posixpath.dirname(parent)
+    return [by_path[p] for p in sorted(by_path)]
+
+
+def _tarinfo(entry: TarEntry, options: TarOptions) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(entry.path)
+    info.mode = entry.mode & 0o7777
+    info.uid, info.gid = options.uid, options.gid
+    info.uname = info.gname = ""
+    info.mtime = options.mtime
+    if entry.kind == "dir":
+        info.type = tarfile.DIRTYPE
+    elif entry.kind == "symlink":
+        info.type = tarfile.SYMTYPE
+        info.linkname = entry.linkname
+    else:
+        info.type = tarfile.REGTYPE
+        info.size = entry.size
+    return info
+
+
+class _Sink:
+    """File-like adapter tarfile writes to: forwards bytes and counts them."""
+
+    def __init__(self, out: Writable) -> None:
+        self._out = out
+        self.offset = 0
+
+    def write(self, data: bytes) -> int:
+        self._out.write(bytes(data))
+        self.offset += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.offset
+
+
+def write_tar(entries: Iterable[TarEntry], out: Writable, options: TarOptions = TarOptions()) -> int:
+    """Write ``entries`` (plus parents, sorted) as a tar stream to ``out``; return bytes written."""
+    sink = _Sink(out)
+    with tarfile.open(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
+                      encoding="utf-8") as tar:
+        tar.copybufsize = COPY_BUFSIZE
+        for entry in with_parents(entries):
+            info = _tarinfo(entry, options)
+            if entry.kind != "file":
+                tar.addfile(info)
+            elif entry.data is not None:
+                tar.addfile(info, io.BytesIO(entry.data))
+            elif entry.source is not None:
+                try:
+                    with entry.source.open("rb") as f:
+                        tar.addfile(info, f)
+                except OSError as exc:
+                    raise LayerError(f"cannot read {entry.source}: {exc.strerror}") from None
+            else:
+                raise LayerError(f"file entry {entry.path!r} has no content")
+    return sink.offset

@@ -1,0 +1,71 @@
+"""Write an image into an OCI image layout folder (``oci:DIR[:TAG]``), keeping its other tags."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import OutputError
+from ..image import Image
+from ..spec import Descriptor, ImageIndex, MediaType, canonical_json
+from ..store import ContentStore, atomic_write_bytes
+from .common import atomic_dir, atomic_file, copy_blob
+
+REF_NAME = "org.opencontainers.image.ref.name"
+OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
+
+
+def _blob_files(image: Image) -> list[Descriptor]:
+    return [*image.blobs(), image.descriptor()]
+
+
+def populate(root: Path, image: Image, store: ContentStore) -> None:
+    """Copy every blob of ``image`` (verified) into ``root/blobs``; skip blobs already there."""
+    for desc in _blob_files(image):
+        target = root / "blobs" / desc.digest.algorithm / desc.digest.hex
+        if target.is_file() and target.stat().st_size == desc.size:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if desc.digest == image.digest:
+            atomic_write_bytes(target, image.manifest_bytes)
+            continue
+        with atomic_file(target, f"blob {desc.digest}") as f:
+            copy_blob(store, desc.digest, f)
+
+
+def updated_index(existing: ImageIndex | None, entry: Descriptor, tag: str | None) -> ImageIndex:
+    """``existing`` with ``entry`` under ``tag``, replacing whatever had that tag (or, untagged, the
+    untagged entries)."""
+    kept = [d for d in (existing.manifests if existing else ()) if d.annotations.get(REF_NAME) != tag]
+    return ImageIndex(manifests=(*kept, entry), media_type=MediaType.OCI_INDEX)
+
+
+def write_layout(path: Path, tag: str | None, image: Image, store: ContentStore) -> None:
+    where = f"oci:{path}" + (f":{tag}" if tag else "")
+    entry = image.descriptor({REF_NAME: tag} if tag else None)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"cannot write {where}: {path} exists and is not a folder")
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        if path.exists():
+            path.rmdir()
+        with atomic_dir(path, where) as tmp:
+            (tmp / "oci-layout").write_bytes(OCI_LAYOUT)
+            populate(tmp, image, store)
+            (tmp / "index.json").write_bytes(canonical_json(updated_index(None, entry, tag).to_dict()))
+        return
+    if not (path / "oci-layout").is_file():
+        raise OutputError(
+            f"cannot write {where}: {path} is a non-empty folder but not an OCI layout; "
+            "choose a new or empty folder"
+        )
+    if not os.access(path, os.W_OK):
+        raise OutputError(f"cannot write {where}: {path} is not writable")
+    try:
+        existing = ImageIndex.from_dict(json.loads((path / "index.json").read_bytes()))
+    except FileNotFoundError:
+        existing = None
+    except ValueError as exc:
+        raise OutputError(f"cannot update {where}: its index.json is invalid ({exc}); fix or remove it") from None
+    populate(path, image, store)
+    atomic_write_bytes(path / "index.json", canonical_json(updated_index(existing, entry, tag).to_dict()))

@@ -1,0 +1,99 @@
+"""Bases from a ``docker save`` / ``podman save`` archive (``docker-archive:FILE[:REPO:TAG]``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import DigestMismatch, ImageNotFound, SourceError
+from ..spec import Descriptor, Digest, ImageConfig, ImageManifest, MediaType, Platform
+from ..store import CHUNK, ContentStore
+from .base import BaseImage
+
+_MAGIC = {b"\x1f\x8b": MediaType.OCI_LAYER_GZIP, b"\x28\xb5\x2f\xfd": MediaType.OCI_LAYER_ZSTD}
+
+
+def _media_type(head: bytes) -> MediaType:
+    for magic, media in _MAGIC.items():
+        if head.startswith(magic):
+            return media
+    return MediaType.OCI_LAYER
+
+
+def load_docker_archive(path: Path, reference: str | None, store: ContentStore,
+                        platform: Platform | None) -> BaseImage:
+    where = f"docker-archive:{path}" + (f":{reference}" if reference else "")
+    if not path.exists():
+        raise ImageNotFound(f"base {where} not found: {path} does not exist")
+    try:
+        tar = tarfile.open(path, "r:")
+    except (tarfile.TarError, OSError) as exc:
+        raise SourceError(f"base {where}: cannot read the archive: {exc}") from None
+    with tar:
+        members = {m.name.removeprefix("./"): m for m in tar.getmembers()}
+
+        def read(name: str) -> bytes:
+            member = members.get(name)
+            f = tar.extractfile(member) if member is not None else None
+            if f is None:
+                raise SourceError(f"base {where}: {name} is missing from the archive")
+            with f:
+                return f.read()
+
+        try:
+            entries: list[dict[str, Any]] = json.loads(read("manifest.json"))
+        except ValueError as exc:
+            raise SourceError(f"base {where}: manifest.json is not valid JSON: {exc}") from None
+        entry = _pick(entries, reference, where)
+        config_raw = read(str(entry["Config"]))
+        config = ImageConfig.from_json(config_raw)
+        if platform is not None and not config.platform.matches(platform):
+            raise ImageNotFound(f"base {where} is a {config.platform} image, not {platform}")
+        layer_names = list(entry.get("Layers") or [])
+        if len(layer_names) != len(config.diff_ids):
+            raise SourceError(f"base {where}: {len(layer_names)} layers but {len(config.diff_ids)} diff_ids")
+        layers = []
+        for name, diff_id in zip(layer_names, config.diff_ids, strict=True):
+            member = members.get(name)
+            f = tar.extractfile(member) if member is not None else None
+            if f is None:
+                raise SourceError(f"base {where}: layer {name} is missing from the archive")
+            with f, store.writer() as w:
+                head = b""
+                hasher = hashlib.sha256()
+                while chunk := f.read(CHUNK):
+                    head = head or chunk[:4]
+                    hasher.update(chunk)
+                    w.write(chunk)
+                media = _media_type(head)
+                if media == MediaType.OCI_LAYER and Digest.from_hasher(hasher) != diff_id:
+                    w.abort()
+                    raise DigestMismatch(f"base {where}: layer {name} does not match diff_id {diff_id}")
+                digest = w.commit()
+                layers.append(Descriptor(media_type=media, digest=digest, size=w.size))
+        store.put_bytes(config_raw)
+        manifest = ImageManifest(
+            config=Descriptor(media_type=MediaType.OCI_CONFIG, digest=Digest.of(config_raw),
+                              size=len(config_raw)),
+            layers=tuple(layers),
+        )
+        return BaseImage(manifest=manifest, config=config, digest=Digest.of(manifest.to_json()))
+
+
+def _pick(entries: list[dict[str, Any]], reference: str | None, where: str) -> dict[str, Any]:
+    if not entries:
+        raise ImageNotFound(f"base {where}: the archive holds no image")
+    if reference is None:
+        if len(entries) > 1:
+            names = ", ".join(t for e in entries for t in e.get("RepoTags") or [])
+            raise ImageNotFound(f"base {where} holds {len(entries)} images; name one as :REPO:TAG ({names})")
+        return entries[0]
+    for e in entries:
+        tags = e.get("RepoTags") or []
+        if reference in tags or any(str(t).split("/")[-1] == reference for t in tags):
+            return e
+    have = ", ".join(t for e in entries for t in e.get("RepoTags") or []) or "no tags"
+    raise ImageNotFound(f"base {where}: no image tagged {reference!r} (it has: {have})")

@@ -1,0 +1,51 @@
+"""Shared fixtures for the ocibuild test suite.
+
+``tests/`` is NOT a package: this conftest puts the ``tests/`` folder on sys.path so test modules can
+``from tools import ...``. Nothing here imports ``ocibuild``; the helpers in tools.py are independent of it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_TESTS = str(Path(__file__).resolve().parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
+
+from tools import make_busybox_layout, make_debian_python_layout, podman_env  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def busybox_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """OCI layout (session tmp dir) with the amd64 busybox-static image tagged ``busybox``."""
+    return make_busybox_layout(tmp_path_factory.mktemp("busybox") / "layout", "busybox", "amd64")
+
+
+@pytest.fixture(scope="session")
+def busybox_arm64_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """OCI layout with the arm64 busybox-static image tagged ``busybox`` (run it via qemu binfmt)."""
+    return make_busybox_layout(tmp_path_factory.mktemp("busybox-arm64") / "layout", "busybox", "arm64")
+
+
+@pytest.fixture(scope="session")
+def debian_python_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """OCI layout with Debian bookworm minbase + python3 + ca-certificates (amd64) tagged ``bookworm-py``.
+    First build ~25-40 s, then cached in $OCIBUILD_TEST_CACHE (default /var/cache/ocibuild-test)."""
+    dest = tmp_path_factory.mktemp("bookworm-py") / "layout"
+    return make_debian_python_layout(dest, "bookworm-py", "amd64")
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Environment dict for running ``podman`` with test-local config and vfs storage (session-scoped).
+    Use as ``subprocess.run(["podman", ...], env=podman)`` or ``tools.podman(podman, ...)``."""
+    env = podman_env(tmp_path_factory.mktemp("podman"))
+    yield env
+    # free the (vfs = full copy per layer) storage; best effort
+    subprocess.run(["podman", "system", "reset", "--force"], env=env, capture_output=True, check=False,
+                   timeout=300)
