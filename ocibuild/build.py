@@ -140,7 +140,8 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
         start = time.monotonic()
         built, files = build_file_layer(spec, plan, store, skip=skip)
         layers.append(built.descriptor)
-        config = config.with_layer(built.diff_id, History(created=created, created_by=_describe(spec, plan.project_dir)))
+        history = History(created=created, created_by=_describe(spec, plan.project_dir))
+        config = config.with_layer(built.diff_id, history)
         reports.append(LayerReport(label=spec.label, descriptor=built.descriptor, cached=built.cached))
         on_event(LayerDone(label=spec.label, descriptor=built.descriptor, cached=built.cached,
                            seconds=time.monotonic() - start, files=files))

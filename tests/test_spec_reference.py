@@ -85,6 +85,8 @@ INVALID: list[tuple[str, str]] = [
     ("host:port/app", "invalid registry 'host:port'"),
     ("localhost:99999/app", "1-65535"),
     ("[::1/app", "invalid registry '[::1'"),
+    ("[::1]:5000", "must be followed by '/repository'"),
+    ("https://ghcr.io/org/app", "URL scheme"),
     ("café/app", "invalid path component 'café'"),
     ("0123456789abcdef" * 4, "image ID"),
 ]

@@ -65,11 +65,18 @@ class TarOptions:
 
 
 def normalize_path(path: str) -> str:
-    """``/app/./x/`` -> ``app/x``; rejects paths that climb out with ``..``."""
-    norm = posixpath.normpath("/" + path.replace("\\", "/")).lstrip("/")
-    if ".." in norm.split("/"):
-        raise LayerError(f"path {path!r} escapes the image root")
-    return "" if norm == "." else norm
+    """``/app/./x/`` -> ``app/x``; rejects paths that climb out of the root with ``..``."""
+    parts: list[str] = []
+    for part in path.replace("\\", "/").split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise LayerError(f"path {path!r} escapes the image root")
+            parts.pop()
+        else:
+            parts.append(part)
+    return "/".join(parts)
 
 
 def with_parents(entries: Iterable[TarEntry]) -> list[TarEntry]:

@@ -152,6 +152,8 @@ def _split(text: str) -> tuple[str, str, str | None, str | None]:
         raise _Problem("the reference is empty", _EXAMPLE)
     if any(c.isspace() for c in text):
         raise _Problem("whitespace is not allowed", _EXAMPLE)
+    if "://" in text:
+        raise _Problem("a URL scheme such as 'https://' is not part of an image reference", _EXAMPLE)
     if _IMAGE_ID.fullmatch(text):
         raise _Problem("a 64-character hex string is an image ID, not a repository name", _EXAMPLE_DIGEST)
 
@@ -169,6 +171,8 @@ def _split(text: str) -> tuple[str, str, str | None, str | None]:
             raise _Problem("the tag after ':' is empty", _EXAMPLE_TAG)
     if not rest:
         raise _Problem("the repository name is missing", _EXAMPLE)
+    if rest.startswith("[") and "/" not in rest:
+        raise _Problem(f"registry {rest!r} must be followed by '/repository'", _EXAMPLE_REGISTRY)
     if tag is None and not at:
         tag = DEFAULT_TAG
 
