@@ -201,3 +201,22 @@ def test_build_layer_leaves_no_temp_files_on_error(tmp_path: Path) -> None:
         build_layer([entry], store, use_cache=False)
     assert list(store.tmp_dir.iterdir()) == []
     assert list(store.iter_blobs()) == []
+
+
+@pytest.mark.parametrize("compression", ["gzip:1", "zstd:3"])
+def test_compressed_bytes_do_not_depend_on_write_sizes(compression: str) -> None:
+    """The pipeline re-cuts tar output into fixed chunks, so tarfile's write pattern cannot leak in."""
+    from ocibuild.layers.builder import _Pipeline
+
+    payload = os.urandom(1 << 19) * 5 + b"tail" * 1000
+
+    def run(step: int) -> bytes:
+        out = io.BytesIO()
+        pipe = _Pipeline(Compression.parse(compression).compressor(), out)
+        for i in range(0, len(payload), step):
+            pipe.write(payload[i:i + step])
+        pipe.close()
+        assert pipe.diff.hexdigest() == hashlib.sha256(payload).hexdigest()
+        return out.getvalue()
+
+    assert run(512) == run(65536) == run(3 << 20)

@@ -9,6 +9,8 @@ layer is reused without tarring or compressing anything (Jib's selector idea).
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -16,9 +18,10 @@ from ..errors import LayerError
 from ..spec import Descriptor, Digest, canonical_json
 from ..store import CHUNK, ContentStore
 from .compress import Compression, Compressor
-from .tarwriter import TarEntry, TarOptions, with_parents, write_tar
+from .tarwriter import TarEntry, TarOptions, Writable, with_parents, write_tar
 
 RECIPE_VERSION = "ocibuild-layer-1"
+BATCH = 1 << 20
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -59,17 +62,63 @@ def input_key(entries: Sequence[TarEntry], compression: Compression, options: Ta
 
 
 class _Pipeline:
-    def __init__(self, compressor: Compressor, out: object) -> None:
+    """tar bytes -> sha256 (diff_id) here; compression + digest + file write on a worker thread, so
+    tarring and compressing use two cores. Tar writes are re-cut into exact 1 MiB chunks."""
+
+    def __init__(self, compressor: Compressor, out: Writable) -> None:
+        self.diff = hashlib.sha256()
         self._compressor = compressor
         self._out = out
-        self.diff = hashlib.sha256()
+        self._buf = bytearray()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._error: BaseException | None = None
+        self._worker = threading.Thread(target=self._run, name="ocibuild-compress", daemon=True)
+        self._worker.start()
+
+    def _run(self) -> None:
+        try:
+            while (chunk := self._queue.get()) is not None:
+                if self._error is None and (packed := self._compressor.compress(chunk)):
+                    self._out.write(packed)
+            if self._error is None:
+                self._out.write(self._compressor.flush())
+        except BaseException as exc:  # handed to the producer thread
+            self._error = exc
+            while self._queue.get() is not None:  # drain so the producer never blocks
+                pass
+
+    def _put(self, item: bytes | None) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(item)
 
     def write(self, data: bytes) -> int:
-        self.diff.update(data)
-        packed = self._compressor.compress(data)
-        if packed:
-            self._out.write(packed)  # type: ignore[attr-defined]
+        # The compressor always sees exact BATCH-sized pieces: its output must not depend on how
+        # tarfile happened to split its writes (deflate output can depend on input chunking).
+        self._buf += data
+        while len(self._buf) >= BATCH:
+            chunk = bytes(self._buf[:BATCH])
+            del self._buf[:BATCH]
+            self.diff.update(chunk)
+            self._put(chunk)
         return len(data)
+
+    def close(self) -> None:
+        """Flush everything through the compressor; re-raise a worker error."""
+        if self._buf:
+            chunk = bytes(self._buf)
+            self._buf.clear()
+            self.diff.update(chunk)
+            self._put(chunk)
+        self._queue.put(None)
+        self._worker.join()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        self._error = self._error or RuntimeError("aborted")
+        self._queue.put(None)
+        self._worker.join()
 
 
 def build_layer(entries: Sequence[TarEntry], store: ContentStore, *,
@@ -86,10 +135,13 @@ def build_layer(entries: Sequence[TarEntry], store: ContentStore, *,
             cached=True,
         )
     with store.writer() as w:
-        compressor = compression.compressor()
-        pipe = _Pipeline(compressor, w)
-        write_tar(entries, pipe, options)
-        w.write(compressor.flush())
+        pipe = _Pipeline(compression.compressor(), w)
+        try:
+            write_tar(entries, pipe, options)
+            pipe.close()
+        except BaseException:
+            pipe.abort()
+            raise
         digest = w.commit()
         size = w.size
     diff_id = Digest.from_hasher(pipe.diff)
