@@ -241,6 +241,31 @@ def _install_cached(cached: Path, dest: Path, tag: str) -> Path:
     return dest
 
 
+def layout_index_of(dest: Path, tag: str, images: Sequence[tuple[Path, str]]) -> Path:
+    """Join single-platform images (layout, tag) into one OCI image index tagged ``tag`` in ``dest``,
+    with each entry's platform read from its config. Blobs are copied. Returns ``dest``."""
+    entries = []
+    for layout, image_tag in images:
+        desc = _tag_descriptor(layout, image_tag)
+        manifest = json.loads(_read_blob(layout, desc["digest"]))
+        config = json.loads(_read_blob(layout, manifest["config"]["digest"]))
+        for src in (layout / "blobs").rglob("*"):
+            if src.is_file():
+                tgt = dest / src.relative_to(layout)
+                if not tgt.exists():
+                    tgt.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, tgt)
+        platform = {"architecture": config["architecture"], "os": config["os"]}
+        if config.get("variant"):
+            platform["variant"] = config["variant"]
+        entries.append({"mediaType": desc["mediaType"], "digest": desc["digest"], "size": desc["size"],
+                        "platform": platform})
+    index = _write_blob(dest, _json_bytes({"schemaVersion": 2, "mediaType": MT_OCI_INDEX,
+                                           "manifests": entries}))
+    _set_tag(dest, {"mediaType": MT_OCI_INDEX, **index}, tag)
+    return dest
+
+
 # ---------------------------------------------------------------------------------------------------
 # 1. hand-written OCI layout from a rootfs tar
 # ---------------------------------------------------------------------------------------------------
