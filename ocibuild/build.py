@@ -15,7 +15,7 @@ from .image import Image
 from .layers import TarOptions, build_layer, collect
 from .layers.builder import BuiltLayer
 from .plan import BuildPlan, ImageSettings, LayerSpec
-from .sinks import write_output
+from .sinks import check_output, write_output
 from .sources import BaseImage, resolve_base
 from .spec import ContainerConfig, Descriptor, History, ImageConfig
 from .store import ContentStore
@@ -128,6 +128,8 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
     ... # doctest: +SKIP
     """
     store = store or ContentStore.default()
+    for output in plan.outputs:
+        check_output(output)
     base = resolve_base(plan.base, store, plan.platform)
     on_event(BaseResolved(base=str(plan.base), digest=base.digest, layers=len(base.layers),
                           platform=str(base.config.platform)))

@@ -116,10 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ocibuild: interrupted; nothing was written to the outputs", file=sys.stderr)
         return 130
-    except OSError as exc:
+    except OSError as exc:  # an I/O failure no layer above turned into an OcibuildError
         if args.debug:
             traceback.print_exc()
-        print(f"ocibuild: error: {exc}", file=sys.stderr)
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"ocibuild: error: cannot access{where}: {exc.strerror or exc}; check the path and its permissions",
+              file=sys.stderr)
         return 1
 
 

@@ -42,7 +42,7 @@ def verify_blob(store: ContentStore, digest: Digest) -> None:
     copy_blob(store, digest, _Null())  # type: ignore[arg-type]
 
 
-def _writable_dir(path: Path, what: str) -> Path:
+def writable_parent(path: Path, what: str) -> Path:
     parent = path.absolute().parent
     if not parent.is_dir():
         try:
@@ -59,7 +59,7 @@ def atomic_file(path: Path, what: str) -> Iterator[BinaryIO]:
     """Yield a temp file beside ``path``; rename it to ``path`` only if the block succeeds."""
     if path.is_dir():
         raise OutputError(f"cannot write {what}: {path} is a folder; name a file")
-    parent = _writable_dir(path, what)
+    parent = writable_parent(path, what)
     fd, name = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -75,7 +75,7 @@ def atomic_file(path: Path, what: str) -> Iterator[BinaryIO]:
 @contextlib.contextmanager
 def atomic_dir(path: Path, what: str) -> Iterator[Path]:
     """Yield a temp folder beside ``path``; rename it to ``path`` only if the block succeeds."""
-    parent = _writable_dir(path, what)
+    parent = writable_parent(path, what)
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{path.name}.tmp-"))
     try:
         yield tmp
