@@ -11,7 +11,7 @@ from pathlib import Path
 from ..image import Image
 from ..layers.compress import decompressor
 from ..layers.tarwriter import TarEntry, TarOptions, write_tar
-from ..spec import Digest, canonical_json, layer_compression
+from ..spec import Digest, Reference, canonical_json, layer_compression
 from ..store import CHUNK, ContentStore
 from .common import atomic_file, verify_blob
 from .layout import OCI_LAYOUT, REF_NAME, updated_index
@@ -60,7 +60,7 @@ def write_docker_archive(path: Path, reference: str | None, image: Image, store:
                 continue
             temps.append(_decompress(store, desc.digest, algorithm, diff_id))
             entries.append(TarEntry(path=name, kind="file", size=temps[-1].stat().st_size, source=temps[-1]))
-        manifest = [{"Config": config_name, "RepoTags": [reference] if reference else None,
+        manifest = [{"Config": config_name, "RepoTags": [repo_tag(reference)] if reference else None,
                      "Layers": layer_names}]
         entries.append(TarEntry.file("manifest.json", canonical_json(manifest)))
         with atomic_file(path, where) as f:
@@ -69,6 +69,13 @@ def write_docker_archive(path: Path, reference: str | None, image: Image, store:
         for t in temps:
             with contextlib.suppress(FileNotFoundError):
                 t.unlink()
+
+
+def repo_tag(reference: str) -> str:
+    """``v1`` -> ``v1:latest``; ``docker.io/library/x:1`` -> ``x:1``: the form ``docker load`` expects."""
+    ref = Reference.parse(reference)
+    name = ref.repository.removeprefix("library/") if ref.registry == "docker.io" else ref.name
+    return f"{name}:{ref.tag or 'latest'}"
 
 
 def _decompress(store: ContentStore, digest: Digest, algorithm: str, diff_id: Digest) -> Path:
