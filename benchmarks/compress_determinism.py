@@ -62,7 +62,8 @@ def main() -> int:
                 return 2
             cmd = [qemu, "-cpu", cpu, *cmd]
         results[cpu] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-    print(f"sample: {src} ({src.stat().st_size / 1e6:.1f} MB), sha256 {hashlib.sha256(src.read_bytes()).hexdigest()[:16]}")
+    sample_digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
+    print(f"sample: {src} ({src.stat().st_size / 1e6:.1f} MB), sha256 {sample_digest}")
     print("| compression | " + " | ".join(CPUS) + " | same on all |")
     print("|---" * (len(CPUS) + 2) + "|")
     ok = True
