@@ -20,14 +20,15 @@ HELLO = REPO / "examples" / "hello"
 
 
 def run(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None,
-        cache: Path | None = None, user: str | None = None) -> subprocess.CompletedProcess[str]:
+        cache: Path | None = None, user: str | None = None,
+        pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
     if cache is not None:
         full_env["OCIBUILD_CACHE"] = str(cache)
     cmd = [sys.executable, "-m", "ocibuild", *map(str, args)]
     if user is not None:  # drop root for permission tests (root may write anywhere)
         cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
-        full_env["PYTHONPATH"] = str(REPO)
+        full_env["PYTHONPATH"] = str(pythonpath or REPO)
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=full_env, timeout=300)
 
 
@@ -137,13 +138,15 @@ def test_output_directory_not_writable(project: Path, kind: str) -> None:
     try:
         world.chmod(0o755)
         shutil.copytree(project, world / "proj")
+        shutil.copytree(REPO / "ocibuild", world / "src" / "ocibuild")  # the checkout may be root-only
         locked = world / "locked"
         locked.mkdir(mode=0o755)  # owned by root: not writable for uid 65534
         cache = world / "cache"
         cache.mkdir()
         cache.chmod(0o777)
         target = locked / ("img" if kind == "oci" else "img.tar")
-        proc = run("build", world / "proj", "--output", f"{kind}:{target}", cache=cache, user="65534")
+        proc = run("build", world / "proj", "--output", f"{kind}:{target}", cache=cache, user="65534",
+                   pythonpath=world / "src")
         assert_one_line_error(proc, "not writable", str(locked))
         assert list(locked.iterdir()) == []
     finally:
