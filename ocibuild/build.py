@@ -15,11 +15,12 @@ from .image import Image
 from .layers import TarOptions, build_layer, collect
 from .layers.builder import BuiltLayer
 from .plan import BuildPlan, ImageSettings, LayerSpec
+from .registry import RegistryClient
 from .sinks import check_output, write_output
 from .sources import BaseImage, resolve_base
 from .spec import ContainerConfig, Descriptor, History, ImageConfig
 from .store import ContentStore
-from .transports import DockerArchive, OciArchive, OciLayout
+from .transports import DockerArchive, OciArchive, OciLayout, Registry
 
 BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"
@@ -121,8 +122,11 @@ def build_file_layer(spec: LayerSpec, plan: BuildPlan, store: ContentStore, *,
     return built, sum(1 for e in entries if e.kind == "file")
 
 
-def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: EventHandler = ignore) -> BuildResult:
+def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: EventHandler = ignore,
+          client: RegistryClient | None = None) -> BuildResult:
     """Build the image ``plan`` describes and write it to every output in ``plan.outputs``.
+    Registry bases and outputs go through ``client`` (default: a ``RegistryClient`` with the usual
+    credential sources).
 
     >>> result = build(BuildPlan(project_dir=Path("."), outputs=(parse_location("oci:out/app:v1"),)))
     ... # doctest: +SKIP
@@ -130,7 +134,9 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
     store = store or ContentStore.default()
     for output in plan.outputs:
         check_output(output)
-    base = resolve_base(plan.base, store, plan.platform)
+    if client is None and any(isinstance(loc, Registry) for loc in (plan.base, *plan.outputs)):
+        client = RegistryClient(on_event=on_event)
+    base = resolve_base(plan.base, store, plan.platform, client=client)
     on_event(BaseResolved(base=str(plan.base), digest=base.digest, layers=len(base.layers),
                           platform=str(base.config.platform)))
     created = rfc3339(plan.source_date_epoch)
@@ -153,7 +159,8 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
     written = []
     for output in plan.outputs:
         start = time.monotonic()
-        write_output(output, image, store, mtime=plan.source_date_epoch)
+        mount_from = plan.base.reference if isinstance(plan.base, Registry) else None
+        write_output(output, image, store, mtime=plan.source_date_epoch, client=client, mount_from=mount_from)
         written.append(str(output))
         on_event(OutputDone(output=str(output), digest=image.digest, seconds=time.monotonic() - start))
     return BuildResult(image=image, layers=tuple(reports), outputs=tuple(written), base=base)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import logging
 import os
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,9 +16,19 @@ from pathlib import Path
 from . import __version__
 from .build import build
 from .config import Overrides, load_plan
-from .errors import ConfigError, OcibuildError
-from .events import BaseResolved, Event, LayerDone, OutputDone
-from .store import ContentStore, default_cache_dir
+from .errors import ConfigError, OcibuildError, RegistryError
+from .events import BaseResolved, BlobTransferred, Event, LayerDone, OutputDone, Progress, Pushed
+from .registry import (
+    CredentialProvider,
+    Credentials,
+    RegistryClient,
+    StaticCredentials,
+    TLSConfig,
+    default_credentials,
+    store_login,
+)
+from .spec import Reference
+from .store import ContentStore, atomic_write_bytes, default_cache_dir
 
 
 def _size(n: int) -> str:
@@ -28,40 +41,76 @@ def _size(n: int) -> str:
 
 
 class _Reporter:
+    """Renders events: one line per step on stderr; on a terminal, a live progress line per transfer."""
+
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self._last = 0.0
+        self._started: dict[str, float] = {}
+
+    def _line(self, text: str) -> None:
+        if self.tty:
+            text = "\r\x1b[K" + text
+        print(text, file=sys.stderr, flush=True)
 
     def __call__(self, event: Event) -> None:
         if self.quiet:
             return
         if isinstance(event, BaseResolved):
             at = f"@{event.digest}" if event.digest else ""
-            line = f"base    {event.base}{at} ({event.layers} layers, {event.platform})"
+            self._line(f"base    {event.base}{at} ({event.layers} layers, {event.platform})")
         elif isinstance(event, LayerDone):
             state = "cached" if event.cached else "built "
-            line = (f"layer   {event.label:<20} {state} {_size(event.descriptor.size):>9}  "
-                    f"{event.files:>5} files  {event.descriptor.digest.short}  {event.seconds:.2f}s")
+            self._line(f"layer   {event.label:<20} {state} {_size(event.descriptor.size):>9}  "
+                       f"{event.files:>5} files  {event.descriptor.digest.short}  {event.seconds:.2f}s")
+        elif isinstance(event, BlobTransferred):
+            moved = event.how in ("uploaded", "downloaded") and event.seconds > 0
+            rate = f"  {_size(int(event.size / event.seconds))}/s" if moved else ""
+            verb = {"downloaded": "pull", "cached": "pull"}.get(event.how, "push")
+            self._line(f"{verb:<7} {event.digest.short}  {event.how:<10} {_size(event.size):>9}{rate}")
+        elif isinstance(event, Pushed):
+            self._line(f"pushed  {event.reference}")
         elif isinstance(event, OutputDone):
-            line = f"wrote   {event.output}  ({event.seconds:.2f}s)"
-        else:  # pragma: no cover - every event type is handled above
-            return
-        print(line, file=sys.stderr, flush=True)
+            self._line(f"wrote   {event.output}  ({event.seconds:.2f}s)")
+        elif isinstance(event, Progress) and self.tty:
+            now = time.monotonic()
+            key = str(event.digest)
+            start = self._started.setdefault(key, now)
+            if now - self._last < 0.2 and event.done < event.total:
+                return
+            self._last = now
+            speed = event.done / max(now - start, 1e-6)
+            width = 24
+            filled = int(width * event.done / event.total) if event.total else width
+            bar = "#" * filled + "." * (width - filled)
+            print(f"\r\x1b[K{event.action:<7} {event.digest.short}  [{bar}] {_size(event.done)}/{_size(event.total)}"
+                  f"  {_size(int(speed))}/s", end="", file=sys.stderr, flush=True)
+
+
+def _registry_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST",
+                   help="allow plain HTTP / unverified TLS for HOST[:PORT] (repeatable)")
+    p.add_argument("--ca-file", action="append", default=[], type=Path, metavar="PEM",
+                   help="extra CA certificate(s) to trust for registries (repeatable)")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ocibuild", description="Build OCI images from Python projects, no daemon.")
     p.add_argument("--version", action="version", version=f"ocibuild {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and HTTP requests (never secrets)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     b = sub.add_parser("build", help="build an image from a project folder",
                        description="Build an image from PROJECT (default: the current folder).")
     b.add_argument("project", nargs="?", default=".", help="project folder (default: .)")
-    b.add_argument("--base", help="base image: scratch, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE")
+    b.add_argument("--base", help="base image: scratch, oci:DIR[:TAG], oci-archive:FILE[:TAG], "
+                                  "docker-archive:FILE, docker://REF or REF")
     b.add_argument("--output", "-o", action="append", default=[], metavar="LOCATION",
                    help="where to write the image (repeatable): oci:DIR[:TAG], oci-archive:FILE[:TAG], "
-                        "docker-archive:FILE[:REPO:TAG]")
+                        "docker-archive:FILE[:REPO:TAG], docker://REGISTRY/REPO:TAG")
     b.add_argument("--platform", help="target platform, e.g. linux/amd64 (default: the base's or the host's)")
-    b.add_argument("--entrypoint", help='entrypoint as a JSON array or a plain command, e.g. \'["python3","app.py"]\'')
+    b.add_argument("--entrypoint",
+                   help="entrypoint as a JSON array or a plain command, e.g. '[\"python3\",\"app.py\"]'")
     b.add_argument("--cmd", help="default arguments (JSON array or plain command)")
     b.add_argument("--workdir", help="working directory in the image")
     b.add_argument("--user", help="user (name or uid[:gid]) the container runs as")
@@ -74,10 +123,34 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--compression", help="gzip (default), zstd or none, optionally :LEVEL")
     b.add_argument("--config", type=Path, help="build file (default: PROJECT/ocibuild.toml or pyproject.toml)")
     b.add_argument("--cache-dir", type=Path, help=f"content store (default: $OCIBUILD_CACHE or {default_cache_dir()})")
+    b.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials (default: docker/podman logins)")
+    b.add_argument("--base-creds", metavar="USER:PASSWORD", help="credentials for the base's registry only")
+    _registry_options(b)
+    b.add_argument("--digest-file", type=Path, metavar="FILE", help="write the image digest to FILE")
     b.add_argument("--quiet", "-q", action="store_true", help="print only the image digest")
     b.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
     b.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    login = sub.add_parser("login", help="store registry credentials the way docker does",
+                           description="Check credentials against REGISTRY and store them in $DOCKER_CONFIG/"
+                                       "config.json (or its credential helper), where docker, podman, skopeo and "
+                                       "ocibuild find them.")
+    login.add_argument("registry", help="registry host[:port], e.g. ghcr.io or 127.0.0.1:5000")
+    login.add_argument("--username", "-u", help="user name (prompted if omitted)")
+    login.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    _registry_options(login)
+    login.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return p
+
+
+def _client(args: argparse.Namespace, on_event: _Reporter | None = None,
+            explicit: Sequence[CredentialProvider] = ()) -> RegistryClient:
+    for ca in args.ca_file:
+        if not ca.is_file():
+            raise ConfigError(f"--ca-file {ca}: no such file")
+    tls = TLSConfig(insecure_registries=tuple(args.insecure_registry), ca_files=tuple(args.ca_file))
+    return RegistryClient(credentials=default_credentials(explicit), tls=tls,
+                          on_event=on_event if on_event is not None else (lambda _: None))
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -91,12 +164,49 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if not plan.outputs:
         raise ConfigError("no output given: add --output LOCATION (e.g. --output oci:out/app:latest) "
                           "or 'outputs = [...]' in the build file")
+    explicit: list[CredentialProvider] = []
+    if args.base_creds:
+        from .transports import Registry
+
+        if isinstance(plan.base, Registry):
+            explicit.append(StaticCredentials(Credentials.parse(args.base_creds, "--base-creds"),
+                                              (plan.base.reference.api_host,)))
+    if args.creds:
+        explicit.append(StaticCredentials(Credentials.parse(args.creds, "--creds")))
     store = ContentStore(args.cache_dir) if args.cache_dir else ContentStore.default()
-    result = build(plan, store=store, on_event=_Reporter(args.quiet or args.json))
+    reporter = _Reporter(args.quiet or args.json)
+    result = build(plan, store=store, on_event=reporter, client=_client(args, reporter, explicit))
+    if args.digest_file:
+        try:
+            atomic_write_bytes(args.digest_file, (result.digest + "\n").encode())
+        except OSError as exc:
+            raise ConfigError(f"--digest-file {args.digest_file}: {exc.strerror}") from None
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         print(result.digest)
+    return 0
+
+
+def _cmd_login(args: argparse.Namespace) -> int:
+    try:
+        host = Reference.parse(f"{args.registry.removeprefix('https://').rstrip('/')}/probe").registry
+    except ValueError:
+        raise ConfigError(f"login: {args.registry!r} is not a registry host[:port]") from None
+    username = args.username or input("Username: ")
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
+    if not username or not password:
+        raise ConfigError("login: user name and password must not be empty")
+    creds = Credentials(username=username, password=password, source="ocibuild login")
+    client = _client(args, explicit=[StaticCredentials(creds, (host,))])
+    api_host = "registry-1.docker.io" if host == "docker.io" else host
+    resp = client.request("GET", api_host, "/v2/", repo="", extra_scopes=())
+    if resp.status_code == 401:
+        raise RegistryError(f"login to {host} failed: the registry refused the user name or password")
+    if resp.status_code != 200:
+        raise RegistryError(f"login to {host} failed: HTTP {resp.status_code} from /v2/")
+    where = store_login(host, creds)
+    print(f"Login Succeeded (credentials stored in {where})")
     return 0
 
 
@@ -106,10 +216,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    debug = args.debug or bool(os.environ.get("OCIBUILD_DEBUG"))
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, format="debug: %(name)s: %(message)s", stream=sys.stderr)
+        logging.getLogger("urllib3").setLevel(logging.INFO)  # its debug lines would show query strings
     try:
-        return _cmd_build(args)
+        return _cmd_login(args) if args.command == "login" else _cmd_build(args)
     except OcibuildError as exc:
-        if args.debug or os.environ.get("OCIBUILD_DEBUG"):
+        if debug:
             traceback.print_exc()
         print(f"ocibuild: error: {exc}", file=sys.stderr)
         return 1
@@ -117,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("ocibuild: interrupted; nothing was written to the outputs", file=sys.stderr)
         return 130
     except OSError as exc:  # an I/O failure no layer above turned into an OcibuildError
-        if args.debug:
+        if debug:
             traceback.print_exc()
         where = f" {exc.filename}" if exc.filename else ""
         print(f"ocibuild: error: cannot access{where}: {exc.strerror or exc}; check the path and its permissions",

@@ -32,7 +32,39 @@ class OutputDone:
     seconds: float
 
 
-Event = BaseResolved | LayerDone | OutputDone
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BlobTransferred:
+    """A blob moved to or from a registry: ``how`` is uploaded, exists, mounted or downloaded (or cached)."""
+
+    registry: str
+    repository: str
+    digest: Digest
+    size: int
+    how: str
+    seconds: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Progress:
+    """Bytes moved so far for one blob (emitted at most a few times a second)."""
+
+    digest: Digest
+    done: int
+    total: int
+    action: str  # "push" or "pull"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Pushed:
+    """A manifest (or index) was stored in a registry under ``reference``."""
+
+    reference: str
+    digest: Digest
+
+
+Event = BaseResolved | LayerDone | OutputDone | BlobTransferred | Progress | Pushed
 EventHandler = Callable[[Event], None]
 
 

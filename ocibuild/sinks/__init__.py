@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from ..errors import OutputError
 from ..image import Image
+from ..registry import RegistryClient
+from ..spec import Reference
 from ..store import ContentStore
 from ..transports import DockerArchive, Location, OciArchive, OciLayout, Registry, Scratch
 from .archive import write_docker_archive, write_oci_archive
 from .common import writable_parent
 from .layout import write_layout
+from .registry import push_image
 
 __all__ = ["check_output", "write_output"]
 
 
-def write_output(location: Location, image: Image, store: ContentStore, *, mtime: int = 0) -> None:
-    """Write ``image`` (whose blobs are in ``store``) to ``location``."""
+def write_output(location: Location, image: Image, store: ContentStore, *, mtime: int = 0,
+                 client: RegistryClient | None = None, mount_from: Reference | None = None) -> None:
+    """Write ``image`` (whose blobs are in ``store``) to ``location``. Registry pushes use ``client``
+    and try to mount shared blobs from ``mount_from``'s repository."""
     image.store_metadata(store)
     if isinstance(location, OciLayout):
         write_layout(location.path, location.tag, image, store)
@@ -23,12 +28,13 @@ def write_output(location: Location, image: Image, store: ContentStore, *, mtime
     elif isinstance(location, DockerArchive):
         write_docker_archive(location.path, location.reference, image, store, mtime)
     elif isinstance(location, Registry):
-        raise OutputError(
-            f"output {location}: pushing to a registry is not available in this version; write "
-            "oci:DIR:TAG and push it with 'skopeo copy oci:DIR:TAG docker://...'"
-        )
+        if location.reference.digest is not None:
+            raise OutputError(f"output {location}: push to a tag (e.g. :latest), not to a digest")
+        push_image(client or RegistryClient(), location.reference, image, store, mount_from=mount_from)
     elif isinstance(location, Scratch):
         raise OutputError("'scratch' is not an output; use oci:DIR:TAG, oci-archive:FILE or docker-archive:FILE")
+    elif isinstance(location, Registry) and location.reference.digest is not None:
+        raise OutputError(f"output {location}: push to a tag (e.g. :latest), not to a digest")
     else:
         raise OutputError(f"unsupported output {location!r}")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform as _platform
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..errors import ImageNotFound, SourceError
@@ -69,10 +69,10 @@ def select_platform(index: ImageIndex, wanted: Platform | None, where: str) -> D
 
 def resolve_manifest(fetch: Callable[[Descriptor], bytes], top: Descriptor, store: ContentStore,
                      platform: Platform | None, where: str,
-                     ingest: Callable[[Descriptor], None]) -> BaseImage:
+                     ingest: Callable[[Sequence[Descriptor]], None]) -> BaseImage:
     """Follow ``top`` (an index or a manifest) to one manifest for ``platform`` and ingest its blobs.
 
-    ``fetch`` returns a verified small blob; ``ingest`` copies a blob into the store, verified.
+    ``fetch`` returns a verified small blob; ``ingest`` copies layer blobs into the store, verified.
     """
     desc = top
     for _ in range(4):  # an index may point at an index; never loop forever
@@ -105,8 +105,7 @@ def resolve_manifest(fetch: Callable[[Descriptor], bytes], top: Descriptor, stor
                 f"base {where}: manifest has {len(manifest.layers)} layers but config lists "
                 f"{len(config.diff_ids)} diff_ids; the base image is corrupt"
             )
-        for layer in manifest.layers:
-            ingest(layer)
+        ingest(manifest.layers)
         oci_layers = tuple(
             Descriptor(media_type=to_oci(d.media_type), digest=d.digest, size=d.size,
                        annotations=d.annotations, urls=d.urls)

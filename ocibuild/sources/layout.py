@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -101,16 +102,17 @@ def load_layout(path: Path, tag: str | None, store: ContentStore, platform: Plat
                 raise DigestMismatch(f"base {where}: blob {d.digest} does not match its digest or size")
             return data
 
-        def ingest(d: Descriptor) -> None:
-            if store.has(d.digest):
-                return
-            try:
-                with reader.open(blob_name(d)) as f:
-                    store.put_stream(f, d.digest, d.size)
-            except FileNotFoundError:
-                raise SourceError(f"base {where}: layer {d.digest} is missing from the layout") from None
-            except DigestMismatch as exc:
-                raise DigestMismatch(f"base {where}: layer blob is corrupt: {exc}") from None
+        def ingest(layers: Sequence[Descriptor]) -> None:
+            for d in layers:
+                if store.has(d.digest):
+                    continue
+                try:
+                    with reader.open(blob_name(d)) as f:
+                        store.put_stream(f, d.digest, d.size)
+                except FileNotFoundError:
+                    raise SourceError(f"base {where}: layer {d.digest} is missing from the layout") from None
+                except DigestMismatch as exc:
+                    raise DigestMismatch(f"base {where}: layer blob is corrupt: {exc}") from None
 
         return resolve_manifest(fetch, top, store, platform, where, ingest)
     finally:
