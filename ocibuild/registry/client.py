@@ -280,9 +280,7 @@ class RegistryClient:
     def _maybe_plain_http(self, host: str, url: str, exc: Exception) -> bool:
         if not url.startswith("https://") or not self.tls.may_use_http(host) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
             return False
-        with self._lock:
-            if self._schemes.get(host) == "http":
-                return False
+        with self._lock:  # another thread may have switched already: either way, retry over http
             self._schemes[host] = "http"
         return True
 
