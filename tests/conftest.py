@@ -49,3 +49,68 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     # free the (vfs = full copy per layer) storage; best effort
     subprocess.run(["podman", "system", "reset", "--force"], env=env, capture_output=True, check=False,
                    timeout=300)
+
+
+# ---------------------------------------------------------------------------------------------------
+# registries (tests/registry_tools.py): real distribution 2.8.2 processes on 127.0.0.1, never skipped
+# ---------------------------------------------------------------------------------------------------
+
+from registry_tools import (  # noqa: E402
+    PKI,
+    FaultProxy,
+    Registry,
+    RegistryFactory,
+    TokenServer,
+    make_pki,
+    start_plain,
+    start_tls_basic,
+    start_token,
+)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    """Test CA + server cert (127.0.0.1, localhost) + token-signing cert; ``pki.certs_dir`` for skopeo."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def plain_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """Session registry: plain HTTP, no auth, deletes enabled. Shared: use unique repo names and
+    ``mark()`` / ``requests_since()`` to look at your own requests only."""
+    reg = start_plain(tmp_path_factory.mktemp("reg-plain"))
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory, pki: PKI) -> Iterator[Registry]:
+    """Session registry: HTTPS (``pki``) + htpasswd basic auth ``testuser``/``testpass``."""
+    reg = start_tls_basic(tmp_path_factory.mktemp("reg-tls"), pki)
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory, pki: PKI) -> Iterator[tuple[Registry, TokenServer]]:
+    """Session registry: HTTPS + bearer tokens from an in-process TokenServer (testuser/testpass: all
+    actions; anonymous: pull). Yields ``(registry, token_server)``."""
+    reg, ts = start_token(tmp_path_factory.mktemp("reg-token"), pki)
+    yield reg, ts
+    reg.stop()
+    ts.stop()
+
+
+@pytest.fixture
+def registry_factory(tmp_path: Path, pki: PKI) -> Iterator[RegistryFactory]:
+    """Function-scoped: ``registry_factory(kind)`` starts a fresh ``plain``/``tls``/``token`` registry
+    (kill/restart it freely), ``registry_factory.proxy(reg)`` a FaultProxy; all stopped at teardown."""
+    factory = RegistryFactory(tmp_path / "registries", pki)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def fault_proxy(registry_factory: RegistryFactory) -> FaultProxy:
+    """Function-scoped FaultProxy in front of a fresh plain registry (``fault_proxy.registry``)."""
+    return registry_factory.proxy(registry_factory("plain"))

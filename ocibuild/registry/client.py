@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urlencode, urljoin, urlparse
 
 import requests
+import requests.adapters
 
 from .. import __version__
 from ..errors import DigestMismatch, ImageNotFound, OcibuildError, RegistryError
@@ -128,6 +129,23 @@ class _ProgressReader:
         return data
 
 
+class _BigBlockAdapter(requests.adapters.HTTPAdapter):
+    """Sends request bodies in 1 MiB blocks (urllib3's default 16 KiB costs ~15% on a fast link)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("blocksize", CHUNK)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def default_session() -> requests.Session:
+    """A session with connection pools big enough for parallel transfers and large send blocks."""
+    session = requests.Session()
+    adapter = _BigBlockAdapter(pool_connections=8, pool_maxsize=16)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
 class RegistryClient:
     """Talks to OCI distribution registries.
 
@@ -138,7 +156,7 @@ class RegistryClient:
     def __init__(self, session: requests.Session | None = None, *, credentials: CredentialProvider | None = None,
                  tls: TLSConfig | None = None, retry: RetryPolicy | None = None,
                  on_event: EventHandler = ignore) -> None:
-        self.session = session or requests.Session()
+        self.session = session or default_session()
         self.session.headers.setdefault("User-Agent", f"ocibuild/{__version__}")
         self.credentials = credentials or default_credentials()
         self.tls = tls or TLSConfig()
