@@ -598,22 +598,38 @@ class _TLSThreadingServer(ThreadingHTTPServer):
     def __init__(self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler],
                  ctx: ssl.SSLContext | None) -> None:
         self.ssl_ctx = ctx
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
         super().__init__(addr, handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
-        if self.ssl_ctx is None:
-            super().finish_request(request, client_address)
-            return
+        request.settimeout(60)  # idle keep-alive connections end eventually
+        sock = request
         try:
-            request.settimeout(30)
-            tls = self.ssl_ctx.wrap_socket(request, server_side=True)
-        except (OSError, ssl.SSLError):
-            return
-        try:
-            super().finish_request(tls, client_address)
+            if self.ssl_ctx is not None:
+                try:
+                    sock = self.ssl_ctx.wrap_socket(request, server_side=True)
+                except (OSError, ssl.SSLError):
+                    return
+            with self._conns_lock:
+                self._conns.add(sock)
+            super().finish_request(sock, client_address)
         finally:
+            with self._conns_lock:
+                self._conns.discard(sock)
+            if sock is not request:
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def stop(self) -> None:
+        """Stop accepting, close the listening socket and every open (keep-alive) connection."""
+        self.shutdown()
+        self.server_close()
+        with self._conns_lock:
+            conns = list(self._conns)
+        for c in conns:
             with contextlib.suppress(OSError):
-                tls.close()
+                c.shutdown(socket.SHUT_RDWR)
 
 
 class TokenServer(_Recorder):
@@ -627,7 +643,8 @@ class TokenServer(_Recorder):
     (the PKI's token cert, trusted by the registry via ``rootcertbundle``).
 
     Every request is recorded in ``requests`` (dicts: method, path, status, user, scopes, granted,
-    service, grant_type, offline, time). Mutable knobs: ``expires_in`` (s), ``allow_post``,
+    service, grant_type, offline, time). Mutable knobs: ``expires_in`` (s, reported to the client),
+    ``lifetime`` (s, JWT exp offset; None = expires_in), ``allow_post`` (False: POST -> 404),
     :meth:`fail_next`, :meth:`add_user`.
     """
 
@@ -637,6 +654,9 @@ class TokenServer(_Recorder):
         self.service = service
         self.issuer = issuer
         self.expires_in = expires_in
+        # JWT exp = now + lifetime (None: expires_in). distribution 2.8.2 allows 60 s of clock-skew leeway
+        # on exp, so a token the registry rejects at once needs lifetime <= -61.
+        self.lifetime: int | None = None
         self.allow_post = True
         self.requests: list[dict[str, Any]] = []
         # user -> (password, allowed actions or None = all)
@@ -664,9 +684,10 @@ class TokenServer(_Recorder):
 
     def stop(self) -> None:
         if self._thread.is_alive():
-            self._srv.shutdown()
+            self._srv.stop()
             self._thread.join(timeout=5)
-        self._srv.server_close()
+        else:
+            self._srv.server_close()
 
     def add_user(self, user: str, password: str, actions: Iterable[str] | None = None) -> None:
         """Add a user; ``actions`` limits what they get (e.g. ``["pull"]``), None = all requested."""
@@ -714,7 +735,8 @@ class TokenServer(_Recorder):
     def make_token(self, user: str | None, service: str, access: list[dict[str, Any]]) -> str:
         now = int(time.time())
         hdr = {"typ": "JWT", "alg": "RS256", "x5c": [self._x5c]}
-        claims = {"iss": self.issuer, "sub": user or "", "aud": service, "exp": now + self.expires_in,
+        lifetime = self.expires_in if self.lifetime is None else self.lifetime
+        claims = {"iss": self.issuer, "sub": user or "", "aud": service, "exp": now + lifetime,
                   "nbf": now - 10, "iat": now, "jti": uuid.uuid4().hex, "access": access}
         signing_input = f"{_b64url(json.dumps(hdr).encode())}.{_b64url(json.dumps(claims).encode())}"
         sig = self._key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
@@ -927,9 +949,10 @@ class FaultProxy(_Recorder):
 
     def stop(self) -> None:
         if self._thread.is_alive():
-            self._srv.shutdown()
+            self._srv.stop()
             self._thread.join(timeout=5)
-        self._srv.server_close()
+        else:
+            self._srv.server_close()
 
     def __enter__(self) -> FaultProxy:
         return self

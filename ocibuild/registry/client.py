@@ -166,6 +166,7 @@ class RegistryClient:
         self._schemes: dict[str, str] = {}
         self._tokens: dict[tuple[str, tuple[str, ...]], tuple[str, float]] = {}
         self._basic: set[str] = set()
+        self._token_locks: dict[tuple[str, tuple[str, ...]], threading.Lock] = {}
         self._creds: dict[str, Credentials | None] = {}
 
     # --- plumbing ------------------------------------------------------------------------------
@@ -193,19 +194,27 @@ class RegistryClient:
             return {"Authorization": f"Basic {raw}"}
         return {}
 
-    def _on_challenge(self, host: str, repo: str, challenge: Challenge, scopes: tuple[str, ...]) -> bool:
-        """Prepare credentials for a retry after 401; False if there is nothing new to try."""
+    def _on_challenge(self, host: str, repo: str, challenge: Challenge, scopes: tuple[str, ...],
+                      sent: Mapping[str, str]) -> bool:
+        """Prepare credentials for a retry after 401; False if there is nothing new to try. Parallel
+        requests that hit the same challenge share one token fetch."""
         if challenge.scheme == "basic":
             creds = self._credentials(host)
+            if creds is None or not creds.username or sent.get("Authorization", "").startswith("Basic "):
+                return False
             with self._lock:
-                if creds is None or host in self._basic:
-                    return False
                 self._basic.add(host)
             return True
         if challenge.scheme == "bearer" and challenge.realm:
-            token, ttl = self._fetch_token(host, repo, challenge, scopes)
             with self._lock:
-                self._tokens[(host, scopes)] = (token, time.monotonic() + max(10.0, ttl - 10))
+                key_lock = self._token_locks.setdefault((host, scopes), threading.Lock())
+            with key_lock:
+                current = self._auth_header(host, scopes)
+                if current and current != dict(sent) and current["Authorization"].startswith("Bearer "):
+                    return True  # another thread fetched a fresh token meanwhile
+                token, ttl = self._fetch_token(host, repo, challenge, scopes)
+                with self._lock:
+                    self._tokens[(host, scopes)] = (token, time.monotonic() + max(10.0, ttl - 10))
             return True
         return False
 
@@ -287,7 +296,8 @@ class RegistryClient:
             if resp.status_code == 401 and not challenged:
                 challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
                 challenged = True
-                if challenge is not None and self._on_challenge(host, repo, challenge, scopes):
+                sent = {k: v for k, v in all_headers.items() if k == "Authorization"}
+                if challenge is not None and self._on_challenge(host, repo, challenge, scopes, sent):
                     resp.close()
                     continue
             if resp.status_code in RETRY_STATUSES and retry and deadline.wait(_retry_after(resp)):
@@ -327,7 +337,7 @@ class RegistryClient:
         resp = self.request("GET", host, f"/v2/{repo}/manifests/{ref.ref}", repo=repo,
                             headers={"Accept": ACCEPT_MANIFESTS})
         if resp.status_code != 200:
-            raise self.error(resp, host, repo, f"getting manifest {ref.ref} of")
+            raise self.error(resp, host, repo, f"getting manifest '{ref.ref}' of")
         raw = resp.content
         if len(raw) > MAX_MANIFEST:
             raise RegistryError(f"{host}/{repo}: manifest {ref.ref} is implausibly large ({len(raw)} bytes)")

@@ -22,7 +22,13 @@ def load_registry(client: RegistryClient, ref: Reference, store: ContentStore, p
     top = Descriptor(media_type=media, digest=digest, size=len(raw))
 
     def fetch(desc: Descriptor) -> bytes:
-        return raw if desc.digest == digest else client.get_small(host, repo, desc)
+        if desc.digest == digest:
+            return raw
+        if store.has(desc.digest):  # configs and child manifests are kept: no request on a rebuild
+            return store.read_bytes(desc.digest)
+        data = client.get_small(host, repo, desc)
+        store.put_bytes(data)
+        return data
 
     def ingest(layers: Sequence[Descriptor]) -> None:
         missing = [d for d in layers if not store.has(d.digest)]

@@ -1,0 +1,1 @@
+"""Python dependencies into layers."""
