@@ -375,3 +375,21 @@ def test_unknown_repository_and_tag_are_clear_errors(tmp_path: Path, plain_regis
         assert out.returncode == 1 and fragment in out.stderr and "MANIFEST_UNKNOWN" in out.stderr, out.stderr
         assert ref.rsplit(":", 1)[0] in out.stderr and "check the tag or digest" in out.stderr
         assert "Traceback" not in out.stderr
+
+
+def test_certs_d_folder_supplies_the_ca(tmp_path: Path, tls_registry: Registry, pki: PKI) -> None:
+    """The per-host certs.d layout (as in /etc/containers/certs.d/HOST:PORT/ca.crt) is honoured."""
+    from ocibuild.registry import Credentials, StaticCredentials
+
+    certs = tmp_path / "certs.d" / tls_registry.host
+    certs.mkdir(parents=True)
+    shutil.copy(pki.ca_cert, certs / "ca.crt")
+    data = os.urandom(1000)
+    store = ContentStore(tmp_path / "s")
+    desc = Descriptor(media_type=MediaType.OCI_LAYER, digest=store.put_bytes(data), size=len(data))
+    creds = StaticCredentials(Credentials(username="testuser", password="testpass"))
+    client = RegistryClient(credentials=creds, tls=TLSConfig(certs_dirs=(tmp_path / "certs.d",)))
+    assert client.push_blob(tls_registry.host, "certsd/x", desc, store) in ("uploaded", "exists")
+    without = RegistryClient(credentials=creds, tls=TLSConfig(certs_dirs=(tmp_path / "nothing",)))
+    with pytest.raises(RegistryError, match="certificate verify failed"):
+        without.blob_exists(tls_registry.host, "certsd/x", desc.digest)
