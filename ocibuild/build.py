@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LayerError
-from .events import BaseResolved, EventHandler, LayerDone, OutputDone, ignore
+from .events import BaseResolved, EventHandler, LayerDone, Note, OutputDone, ignore
 from .image import Image
 from .layers import TarOptions, build_layer, collect
 from .layers.builder import BuiltLayer
@@ -144,6 +144,23 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
     config: ImageConfig = base.config
     layers: list[Descriptor] = list(base.layers)
     reports: list[LayerReport] = []
+    settings = plan.settings
+    if plan.python is not None:
+        from .python.deps import dependency_layers
+
+        deps = dependency_layers(plan.python, base, store, plan.project_dir.absolute(), compression=plan.compression,
+                                 note=lambda text: on_event(Note(text=text)))
+        for d in deps.layers:
+            layers.append(d.built.descriptor)
+            what = ", ".join(d.wheels[:8]) + (f" and {len(d.wheels) - 8} more" if len(d.wheels) > 8 else "")
+            config = config.with_layer(d.built.diff_id, History(
+                created=created, created_by=f"ocibuild: python {d.label}" + (f" ({what})" if what else "")))
+            label = f"py:{d.label}"
+            reports.append(LayerReport(label=label, descriptor=d.built.descriptor, cached=d.built.cached))
+            on_event(LayerDone(label=label, descriptor=d.built.descriptor, cached=d.built.cached, seconds=d.seconds,
+                               files=len(d.wheels)))
+        python_env = deps.env(base.config.config.env_dict().get("PATH", ""))
+        settings = replace(settings, env={**python_env, **settings.env})
     for spec in plan.layers:
         start = time.monotonic()
         built, files = build_file_layer(spec, plan, store, skip=skip)
@@ -153,7 +170,7 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
         reports.append(LayerReport(label=spec.label, descriptor=built.descriptor, cached=built.cached))
         on_event(LayerDone(label=spec.label, descriptor=built.descriptor, cached=built.cached,
                            seconds=time.monotonic() - start, files=files))
-    config = replace(config, created=created, config=merged_config(config.config, plan.settings))
+    config = replace(config, created=created, config=merged_config(config.config, settings))
     image = Image.assemble(config, layers, annotations=_annotations(plan, base, created))
     image.store_metadata(store)
     written = []

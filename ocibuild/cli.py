@@ -17,7 +17,7 @@ from . import __version__
 from .build import build
 from .config import Overrides, load_plan
 from .errors import ConfigError, OcibuildError, RegistryError
-from .events import BaseResolved, BlobTransferred, Event, LayerDone, OutputDone, Progress, Pushed
+from .events import BaseResolved, BlobTransferred, Event, LayerDone, Note, OutputDone, Progress, Pushed
 from .registry import (
     CredentialProvider,
     Credentials,
@@ -69,6 +69,8 @@ class _Reporter:
             rate = f"  {_size(int(event.size / event.seconds))}/s" if moved else ""
             verb = {"downloaded": "pull", "cached": "pull"}.get(event.how, "push")
             self._line(f"{verb:<7} {event.digest.short}  {event.how:<10} {_size(event.size):>9}{rate}")
+        elif isinstance(event, Note):
+            self._line(event.text)
         elif isinstance(event, Pushed):
             self._line(f"pushed  {event.reference}")
         elif isinstance(event, OutputDone):
@@ -121,6 +123,14 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--layer", action="append", default=[], metavar="SRC:DEST",
                    help="file layer (repeatable); replaces the build file's layers")
     b.add_argument("--compression", help="gzip (default), zstd or none, optionally :LEVEL")
+    py = b.add_argument_group("python dependencies (or the build file's [python] table)")
+    py.add_argument("--requirements", metavar="FILE", help="install this requirements.txt into the image's venv")
+    py.add_argument("--python", metavar="PATH", help="the base image's interpreter (default: found in its layers)")
+    py.add_argument("--python-version", metavar="X.Y", help="the base image's Python version (default: detected)")
+    py.add_argument("--find-links", action="append", default=[], metavar="DIR",
+                    help="a wheelhouse folder or page to take wheels from (repeatable)")
+    py.add_argument("--index-url", metavar="URL", help="package index (default: PyPI, or UV_/PIP_INDEX_URL)")
+    py.add_argument("--no-index", action="store_true", help="use only --find-links (air-gapped builds)")
     b.add_argument("--config", type=Path, help="build file (default: PROJECT/ocibuild.toml or pyproject.toml)")
     b.add_argument("--cache-dir", type=Path, help=f"content store (default: $OCIBUILD_CACHE or {default_cache_dir()})")
     b.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials (default: docker/podman logins)")
@@ -158,7 +168,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
         base=args.base, platform=args.platform, outputs=tuple(args.output), entrypoint=args.entrypoint,
         cmd=args.cmd, workdir=args.workdir, user=args.user, env=tuple(args.env), labels=tuple(args.label),
         annotations=tuple(args.annotation), ports=tuple(args.port), layers=tuple(args.layer),
-        compression=args.compression,
+        compression=args.compression, requirements=args.requirements, python=args.python,
+        python_version=args.python_version, find_links=tuple(args.find_links), index_url=args.index_url,
+        no_index=args.no_index,
     )
     plan = load_plan(Path(args.project), overrides=overrides, config_file=args.config)
     if not plan.outputs:

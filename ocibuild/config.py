@@ -14,14 +14,16 @@ from typing import Any
 
 from .errors import ConfigError
 from .layers.compress import Compression
-from .plan import BuildPlan, ImageSettings, LayerSpec, source_date_epoch
+from .plan import BuildPlan, ImageSettings, LayerSpec, PythonSpec, source_date_epoch
 from .spec import Platform
 from .transports import Location, parse_location
 
 BUILD_FILE = "ocibuild.toml"
 TOP_KEYS = ("base", "platform", "entrypoint", "cmd", "workdir", "user", "env", "labels", "annotations",
-            "ports", "volumes", "stop_signal", "layers", "compression", "outputs")
+            "ports", "volumes", "stop_signal", "layers", "compression", "outputs", "python")
 LAYER_KEYS = ("src", "dest", "exclude", "name")
+PYTHON_KEYS = ("requirements", "lock", "project", "venv", "interpreter", "python_version", "libc", "libc_version",
+               "index_url", "extra_index_urls", "find_links", "no_index", "max_layers")
 DEFAULT_APP_DIR = "/app"
 
 
@@ -42,6 +44,12 @@ class Overrides:
     ports: tuple[str, ...] = ()
     layers: tuple[str, ...] = ()
     compression: str | None = None
+    requirements: str | None = None
+    python: str | None = None
+    python_version: str | None = None
+    find_links: tuple[str, ...] = ()
+    index_url: str | None = None
+    no_index: bool = False
 
 
 def _unknown(keys: Sequence[str], valid: Sequence[str], where: str) -> None:
@@ -174,6 +182,71 @@ def _platform(text: str, where: str) -> Platform:
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def _str_list(value: Any, key: str, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ConfigError(f"{where}: {key} must be a list of strings")
+    return tuple(value)
+
+
+def _python_spec(data: Any, overrides: Overrides, project: Path, where: str) -> PythonSpec | None:
+    """The ``python`` table (plus --requirements / --python... flags), or None if neither is given."""
+    cli = any((overrides.requirements, overrides.python, overrides.python_version, overrides.find_links,
+               overrides.index_url, overrides.no_index))
+    if data is None and not cli:
+        return None
+    table = data if data is not None else {}
+    at = f"{where}: python"
+    if not isinstance(table, dict):
+        raise ConfigError(f'{at} must be a table, e.g. [python] requirements = "requirements.txt"')
+    _unknown(list(table), PYTHON_KEYS, at)
+
+    def path(key: str, cli_value: str | None = None) -> Path | None:
+        if cli_value:
+            return Path(cli_value).absolute()
+        return project / _str(table[key], key, at) if key in table else None
+
+    requirements, lock = path("requirements", overrides.requirements), path("lock")
+    if requirements is not None and lock is not None:
+        raise ConfigError(f"{at}: give either 'requirements' or 'lock', not both")
+    has_project = False
+    pyproject = project / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            has_project = "project" in tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{pyproject}: invalid TOML: {exc}") from None
+    install_project = table.get("project", has_project)
+    if not isinstance(install_project, bool):
+        raise ConfigError(f"{at}: project must be true or false")
+    max_layers = table.get("max_layers", 20)
+    if not isinstance(max_layers, int) or not 2 <= max_layers <= 100:
+        raise ConfigError(f"{at}: max_layers must be a whole number from 2 to 100")
+    links = [str(project / x) if "://" not in x else x
+             for x in _str_list(table.get("find_links", []), "find_links", at)]
+    links += [str(Path(x).absolute()) if "://" not in x else x for x in overrides.find_links]
+    no_index = True if overrides.no_index else table.get("no_index")
+    if no_index is not None and not isinstance(no_index, bool):
+        raise ConfigError(f"{at}: no_index must be true or false")
+    opt = {k: _str(table[k], k, at) for k in ("venv", "interpreter", "python_version", "libc", "libc_version",
+                                               "index_url") if k in table}
+    if overrides.python:
+        opt["interpreter"] = overrides.python
+    if overrides.python_version:
+        opt["python_version"] = overrides.python_version
+    if overrides.index_url:
+        opt["index_url"] = overrides.index_url
+    venv = opt.pop("venv", "/opt/venv")
+    if not venv.startswith("/"):
+        raise ConfigError(f"{at}: venv {venv!r} must be an absolute path in the image")
+    return PythonSpec(requirements=requirements, lock=lock, project=install_project, venv=venv,
+                      interpreter=opt.get("interpreter"), python_version=opt.get("python_version"),
+                      libc=opt.get("libc"), libc_version=opt.get("libc_version"), index_url=opt.get("index_url", ""),
+                      extra_index_urls=_str_list(table.get("extra_index_urls", []), "extra_index_urls", at),
+                      find_links=tuple(links), no_index=no_index, max_layers=max_layers)
+
+
 def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), config_file: Path | None = None,
               environ: Mapping[str, str] | None = None) -> BuildPlan:
     """Read the project's build file, apply command-line overrides, return the plan.
@@ -191,12 +264,14 @@ def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), co
     platform_text = overrides.platform or data.get("platform")
     platform = _platform(_str(platform_text, "platform", where), where) if platform_text else None
 
+    python = _python_spec(data.get("python"), overrides, project, where)
+    default_layer = python is None or not python.project  # an installed project needs no copy of its folder
     if overrides.layers:
         layers = [_cli_layer(x, Path.cwd()) for x in overrides.layers]
     elif "layers" in data:
         layers = _layers(data["layers"], where)
     else:
-        layers = [LayerSpec(src=Path("."), dest=DEFAULT_APP_DIR, name="app")]
+        layers = [LayerSpec(src=Path("."), dest=DEFAULT_APP_DIR, name="app")] if default_layer else []
 
     def cmd(key: str, cli: str | None) -> tuple[str, ...] | None:
         if cli is not None:
@@ -204,7 +279,7 @@ def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), co
         return _command(data[key], key, where) if key in data else None
 
     workdir = overrides.workdir or (_str(data["workdir"], "workdir", where) if "workdir" in data else None)
-    if workdir is None and "layers" not in data and not overrides.layers:
+    if workdir is None and layers and "layers" not in data and not overrides.layers:
         workdir = DEFAULT_APP_DIR
     ports = [_port(p, where) for p in data.get("ports", [])] + [_port(p, "--port") for p in overrides.ports]
     settings = ImageSettings(
@@ -240,6 +315,7 @@ def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), co
         settings=settings,
         compression=compression,
         outputs=tuple(outputs),
+        python=python,
         source_date_epoch=source_date_epoch(environ),
     )
 

@@ -64,7 +64,14 @@ class Pushed:
     digest: Digest
 
 
-Event = BaseResolved | LayerDone | OutputDone | BlobTransferred | Progress | Pushed
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Note:
+    """A line of information about a step (e.g. the target Python found, dependencies resolved)."""
+
+    text: str
+
+
+Event = BaseResolved | LayerDone | OutputDone | BlobTransferred | Progress | Pushed | Note
 EventHandler = Callable[[Event], None]
 
 

@@ -64,6 +64,31 @@ class ImageSettings:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class PythonSpec:
+    """Python dependencies to install into a virtual environment in the image.
+
+    Exactly one input is used: ``requirements`` (requirements.txt, pinned or not), ``lock`` (uv.lock or
+    pylock.toml), or, with neither, the project's own ``[project].dependencies``. ``project`` also
+    installs the project itself (built as a wheel on the host) in the last layer.
+    """
+
+    requirements: Path | None = None
+    lock: Path | None = None
+    project: bool = False
+    venv: str = "/opt/venv"
+    interpreter: str | None = None
+    python_version: str | None = None
+    libc: str | None = None
+    libc_version: str | None = None
+    index_url: str = ""
+    extra_index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+    no_index: bool | None = None
+    max_layers: int = 20
+    big_wheel_mb: float = 8.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class BuildPlan:
     """Everything a build needs.
 
@@ -78,6 +103,7 @@ class BuildPlan:
     settings: ImageSettings = field(default_factory=ImageSettings)
     compression: Compression = field(default_factory=Compression)
     outputs: tuple[Location, ...] = ()
+    python: PythonSpec | None = None
     source_date_epoch: int = 0
     uid: int = 0
     gid: int = 0

@@ -56,6 +56,10 @@ class BlobWriter:
         self.size += len(data)
         return len(data)
 
+    def digest(self) -> Digest:
+        """The digest of what was written so far (the write can go on)."""
+        return Digest.from_hasher(self._hasher.copy())
+
     def commit(self, expected: Digest | None = None, expected_size: int | None = None) -> Digest:
         """Finish the blob; raise ``DigestMismatch`` (and keep nothing) if it is not what was expected."""
         self._file.close()

@@ -1,6 +1,6 @@
 """Deterministic layer builders: tar writer, compression, file trees -> layers."""
 
-from .builder import BuiltLayer, build_layer, input_key
+from .builder import BuiltLayer, build_layer, input_key, keyed_layer
 from .compress import Compression, decompressor
 from .ignore import DEFAULT_EXCLUDES, IgnoreRules, load_rules
 from .tarwriter import TarEntry, TarOptions, write_tar
@@ -17,6 +17,7 @@ __all__ = [
     "collect",
     "decompressor",
     "input_key",
+    "keyed_layer",
     "load_rules",
     "write_tar",
 ]

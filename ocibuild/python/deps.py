@@ -1,0 +1,221 @@
+"""Python dependencies -> layers, for the base image's interpreter and CPU, without running either.
+
+1. read the target from the base's layers (``target.detect_target``);
+2. pin every distribution for that target (``resolve``; cached by a hash of the inputs);
+3. fetch each pin's wheel for the target's tags, verified by sha256 (``fetch``; cached);
+4. install wheels straight into layer entries under a virtual environment (``wheel``), grouped so that
+   big distributions get a layer each and small ones share a few stable buckets; every layer is keyed
+   by the wheels it holds and the install target, so the same wheel gives the same layer everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from ..errors import ConfigError
+from ..layers import Compression, TarEntry, TarOptions, keyed_layer
+from ..layers.builder import BuiltLayer
+from ..plan import PythonSpec
+from ..sources.base import BaseImage
+from ..store import ContentStore
+from .fetch import FetchedWheel, fetch_wheel
+from .resolve import (
+    IndexSettings,
+    Pin,
+    ResolutionError,
+    compile_for_target,
+    export_uv_lock,
+    input_digest,
+    merge_user_hashes,
+    parse_requirements,
+    pylock_pins,
+    uv_binary,
+)
+from .target import TargetPython, detect_target
+from .wheel import VenvLayout, venv_entries, wheel_entries
+
+DEPS_VERSION = "ocibuild-deps-1"
+KNOWN_BIG = ("torch", "tensorflow", "jaxlib", "numpy", "scipy", "pandas", "scikit-learn", "pyarrow", "onnxruntime",
+             "opencv-python", "opencv-python-headless", "triton", "xgboost", "lightgbm", "polars")
+SMALL_BUCKETS = 4
+DEPS_MTIME = 0  # dependency layers do not depend on SOURCE_DATE_EPOCH, so images share them
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DepsLayer:
+    label: str
+    built: BuiltLayer
+    wheels: tuple[str, ...]
+    seconds: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DepsResult:
+    target: TargetPython
+    layout: VenvLayout
+    pins: tuple[Pin, ...]
+    layers: tuple[DepsLayer, ...]
+    resolved_from_cache: bool
+    downloaded: int
+
+    def env(self, base_path: str) -> dict[str, str]:
+        path = base_path or "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        return {"PATH": f"{self.layout.bin}:{path}", "VIRTUAL_ENV": self.layout.prefix}
+
+
+def _is_big(wheel: FetchedWheel, spec: PythonSpec) -> bool:
+    name = wheel.pin.name
+    return name in KNOWN_BIG or name.startswith("nvidia-") or wheel.path.stat().st_size >= spec.big_wheel_mb * 1e6
+
+
+def group_wheels(wheels: list[FetchedWheel], spec: PythonSpec) -> list[tuple[str, list[FetchedWheel]]]:
+    """Big wheels alone; small ones in up to ``SMALL_BUCKETS`` buckets by a hash of their name, so a
+    change to one small dependency touches one bucket. At most ``max_layers - 1`` groups (one layer is
+    the venv itself)."""
+    budget = max(2, spec.max_layers - 1)
+    big = sorted((w for w in wheels if _is_big(w, spec)), key=lambda w: -w.path.stat().st_size)
+    small = [w for w in wheels if w not in big]
+    keep_big = big[: max(0, budget - min(SMALL_BUCKETS, budget // 2))] if len(big) > budget - 1 else big
+    small += [w for w in big if w not in keep_big]
+    buckets = max(1, min(SMALL_BUCKETS, budget - len(keep_big)))
+    groups: list[tuple[str, list[FetchedWheel]]] = [(w.pin.name, [w])
+                                                    for w in sorted(keep_big, key=lambda w: w.pin.name)]
+    by_bucket: dict[int, list[FetchedWheel]] = {}
+    for w in small:
+        by_bucket.setdefault(int(hashlib.sha256(w.pin.name.encode()).hexdigest()[:8], 16) % buckets, []).append(w)
+    for b in sorted(by_bucket):
+        groups.append((f"deps-{b + 1}of{buckets}", sorted(by_bucket[b], key=lambda w: w.pin.name)))
+    return groups
+
+
+def _entries(wheels: list[FetchedWheel], layout: VenvLayout) -> list[TarEntry]:
+    by_path: dict[str, TarEntry] = {}
+    for w in wheels:
+        for e in wheel_entries(w.path, layout):
+            by_path[e.path] = e  # two distributions shipping one file: the later one wins, as pip would
+    return list(by_path.values())
+
+
+def resolve_pins(spec: PythonSpec, target: TargetPython, index: IndexSettings, project: Path,
+                 store: ContentStore) -> tuple[list[Pin], bool]:
+    """Pins for the target, from the cache when the inputs did not change."""
+    if spec.lock is not None and spec.requirements is not None:
+        raise ConfigError("python: give either 'requirements' or 'lock', not both")
+    inputs = [p.absolute() for p in (spec.requirements, spec.lock) if p is not None]
+    if not inputs:
+        pyproject = project / "pyproject.toml"
+        if not pyproject.is_file():
+            raise ConfigError(f"python: no 'requirements' or 'lock' given and {pyproject} does not exist; "
+                              "name a requirements.txt, uv.lock or pylock.toml")
+        inputs = [pyproject]
+    for path in inputs:
+        if not path.is_file():
+            raise ConfigError(f"python: {path} does not exist; fix the path in the build file")
+    key = "resolve-" + input_digest(inputs, json.dumps(target.to_dict(), sort_keys=True), index.key())
+    record = _get_json(store, key)
+    if record is not None:
+        return [Pin.from_dict(d) for d in record], True
+    source = inputs[0].name
+    if spec.lock is not None and spec.lock.name != "uv.lock":  # PEP 751: pylock.toml / pylock.NAME.toml
+        pins = pylock_pins(spec.lock, target)
+    else:
+        user: dict[str, Pin] = {}
+        compile_inputs = inputs
+        with tempfile.TemporaryDirectory(prefix="ocibuild-resolve-") as td:
+            if spec.lock is not None:  # uv.lock -> exported pins -> evaluated for the target
+                exported = Path(td) / "requirements.txt"
+                exported.write_text(export_uv_lock(spec.lock, project))
+                compile_inputs = [exported]
+            user = parse_requirements(compile_inputs[0].read_text()) if compile_inputs[0].suffix != ".toml" else {}
+            text = compile_for_target(compile_inputs, target, index, project, source=source)
+        pins = merge_user_hashes(parse_requirements(text), {
+            k: Pin(name=v.name, version=v.version, hashes=v.hashes, user_hashes=v.user_hashes, source=source)
+            for k, v in user.items()}, source)
+    result = sorted(pins.values(), key=lambda p: p.name)
+    _put_json(store, key, [p.to_dict() for p in result])
+    return result, False
+
+
+def _get_json(store: ContentStore, key: str) -> list[dict[str, object]] | None:
+    path = store.root / "selectors" / f"{key}.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, list) else None
+
+
+def _put_json(store: ContentStore, key: str, value: list[dict[str, object]]) -> None:
+    from ..spec import canonical_json
+    from ..store import atomic_write_bytes
+
+    atomic_write_bytes(store.root / "selectors" / f"{key}.json", canonical_json(value), tmp_dir=store.tmp_dir)
+
+
+def build_project_wheel(project: Path, out: Path) -> Path:
+    """Build the project itself as a wheel on the host (``uv build --wheel``)."""
+    proc = subprocess.run([uv_binary(), "build", "--wheel", "--out-dir", str(out), "--quiet", str(project)],
+                          capture_output=True, text=True, timeout=900, check=False)
+    wheels = sorted(out.glob("*.whl"))
+    if proc.returncode != 0 or len(wheels) != 1:
+        detail = " ".join(proc.stderr.strip().splitlines()[-4:])[:800]
+        raise ResolutionError(f"building the project {project} as a wheel failed: {detail}")
+    if not wheels[0].name.endswith("-none-any.whl"):
+        raise ResolutionError(f"the project built a platform wheel ({wheels[0].name}); only pure-Python projects "
+                              "can be installed for another platform")
+    return wheels[0]
+
+
+def dependency_layers(spec: PythonSpec, base: BaseImage, store: ContentStore, project: Path, *,
+                      compression: Compression, session: requests.Session | None = None,
+                      note: Callable[[str], None] = lambda _: None) -> DepsResult:
+    """Resolve, fetch and install ``spec`` for ``base``; return the layers (venv, dependencies, project)."""
+    target = detect_target(base, store, interpreter=spec.interpreter, python_version=spec.python_version,
+                           libc=spec.libc, libc_version=spec.libc_version)
+    note(f"python  {target.interpreter} (CPython {target.version}, {target.libc} {target.libc_version}, "
+         f"{target.platform})")
+    layout = VenvLayout(prefix=spec.venv, python_version=target.version, interpreter=target.interpreter)
+    index = IndexSettings.from_env(index_url=spec.index_url, extra_index_urls=spec.extra_index_urls,
+                                   find_links=spec.find_links, no_index=spec.no_index)
+    pins, cached = resolve_pins(spec, target, index, project, store)
+    note(f"python  {len(pins)} distributions pinned" + (" (resolution cached)" if cached else " (resolved with uv)"))
+    session = session or requests.Session()
+    wheels = [fetch_wheel(pin, target, index, store, session) for pin in pins]
+    downloaded = sum(w.downloaded for w in wheels)
+    if downloaded:
+        note(f"python  downloaded {downloaded} wheels")
+    options = TarOptions(mtime=DEPS_MTIME)
+    layers: list[DepsLayer] = []
+
+    def add(label: str, key: str, make: Callable[[], list[TarEntry]], names: tuple[str, ...]) -> None:
+        start = time.monotonic()
+        built = keyed_layer(key, make, store, compression=compression, options=options)
+        layers.append(DepsLayer(label=label, built=built, wheels=names, seconds=time.monotonic() - start))
+
+    layout_key = json.dumps([DEPS_VERSION, layout.prefix, layout.python_version, layout.interpreter])
+    add("venv", f"venv {layout_key}", lambda: venv_entries(layout), ())
+    for label, group in group_wheels(wheels, spec):
+        key = f"wheels {layout_key} {sorted(w.sha256 for w in group)}"
+        add(label, key, lambda group=group: _entries(group, layout),  # type: ignore[misc]
+            tuple(f"{w.pin.name}=={w.pin.version}" for w in group))
+    if spec.project:
+        with tempfile.TemporaryDirectory(prefix="ocibuild-project-") as td:
+            wheel = build_project_wheel(project, Path(td))
+            from ..layers import build_layer
+
+            start = time.monotonic()
+            built = build_layer(wheel_entries(wheel, layout), store, compression=compression,
+                                options=TarOptions(mtime=DEPS_MTIME))
+            layers.append(DepsLayer(label="project", built=built, wheels=(wheel.name,),
+                                    seconds=time.monotonic() - start))
+    return DepsResult(target=target, layout=layout, pins=tuple(pins), layers=tuple(layers),
+                      resolved_from_cache=cached, downloaded=downloaded)
