@@ -141,6 +141,21 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
     b.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
+    fetch = sub.add_parser("fetch", help="download the wheels a project needs into a wheelhouse folder",
+                           description="Resolve PROJECT's Python dependencies for each platform of its base and "
+                                       "download the wheels into DEST, for a later offline build with "
+                                       "--find-links DEST --no-index.")
+    fetch.add_argument("project", nargs="?", default=".", help="project folder (default: .)")
+    fetch.add_argument("--dest", required=True, type=Path, help="wheelhouse folder to fill")
+    fetch.add_argument("--base", help="base image (default: the build file's)")
+    fetch.add_argument("--platform", help="comma-separated platforms, e.g. linux/amd64,linux/arm64")
+    fetch.add_argument("--requirements", metavar="FILE", help="requirements.txt (default: the build file's)")
+    fetch.add_argument("--config", type=Path, help="build file")
+    fetch.add_argument("--cache-dir", type=Path, help="content store")
+    fetch.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials for the base")
+    _registry_options(fetch)
+    fetch.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
     login = sub.add_parser("login", help="store registry credentials the way docker does",
                            description="Check credentials against REGISTRY and store them in $DOCKER_CONFIG/"
                                        "config.json (or its credential helper), where docker, podman, skopeo and "
@@ -200,6 +215,30 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from .python.deps import fetch_wheelhouse
+    from .sources import resolve_base
+    from .spec import Platform
+
+    plan = load_plan(Path(args.project), overrides=Overrides(base=args.base, requirements=args.requirements),
+                     config_file=args.config)
+    if plan.python is None:
+        raise ConfigError("fetch: the project has no [python] table and no --requirements was given")
+    try:
+        platforms = [Platform.parse(p) for p in args.platform.split(",")] if args.platform else [plan.platform]
+    except ValueError as exc:
+        raise ConfigError(f"--platform: {exc}") from None
+    explicit = [StaticCredentials(Credentials.parse(args.creds, "--creds"))] if args.creds else []
+    store = ContentStore(args.cache_dir) if args.cache_dir else ContentStore.default()
+    reporter = _Reporter(False)
+    client = _client(args, reporter, explicit)
+    bases = [resolve_base(plan.base, store, platform, client=client) for platform in platforms]
+    wheels = fetch_wheelhouse(plan.python, bases, store, plan.project_dir.absolute(), args.dest,
+                              note=lambda text: reporter(Note(text=text)))
+    print(f"{len(wheels)} wheels in {args.dest}")
+    return 0
+
+
 def _cmd_login(args: argparse.Namespace) -> int:
     try:
         host = Reference.parse(f"{args.registry.removeprefix('https://').rstrip('/')}/probe").registry
@@ -233,7 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.DEBUG, format="debug: %(name)s: %(message)s", stream=sys.stderr)
         logging.getLogger("urllib3").setLevel(logging.INFO)  # its debug lines would show query strings
     try:
-        return _cmd_login(args) if args.command == "login" else _cmd_build(args)
+        commands = {"login": _cmd_login, "fetch": _cmd_fetch, "build": _cmd_build}
+        return commands[args.command](args)
     except OcibuildError as exc:
         if debug:
             traceback.print_exc()

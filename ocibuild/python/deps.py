@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import subprocess
 import tempfile
 import time
@@ -27,7 +29,7 @@ from ..layers.builder import BuiltLayer
 from ..plan import PythonSpec
 from ..sources.base import BaseImage
 from ..store import ContentStore
-from .fetch import FetchedWheel, fetch_wheel
+from .fetch import FetchedWheel, candidates, fetch_wheel, pick
 from .resolve import (
     IndexSettings,
     Pin,
@@ -41,7 +43,7 @@ from .resolve import (
     uv_binary,
 )
 from .target import TargetPython, detect_target
-from .wheel import VenvLayout, venv_entries, wheel_entries
+from .wheel import VenvLayout, normalize_name, venv_entries, wheel_entries
 
 DEPS_VERSION = "ocibuild-deps-1"
 KNOWN_BIG = ("torch", "tensorflow", "jaxlib", "numpy", "scipy", "pandas", "scikit-learn", "pyarrow", "onnxruntime",
@@ -136,13 +138,32 @@ def resolve_pins(spec: PythonSpec, target: TargetPython, index: IndexSettings, p
                 exported.write_text(export_uv_lock(spec.lock, project))
                 compile_inputs = [exported]
             user = parse_requirements(compile_inputs[0].read_text()) if compile_inputs[0].suffix != ".toml" else {}
-            text = compile_for_target(compile_inputs, target, index, project, source=source)
+            try:
+                text = compile_for_target(compile_inputs, target, index, project, source=source)
+            except ResolutionError as exc:
+                raise _explain_missing_wheel(exc, target, index) from None
         pins = merge_user_hashes(parse_requirements(text), {
             k: Pin(name=v.name, version=v.version, hashes=v.hashes, user_hashes=v.user_hashes, source=source)
             for k, v in user.items()}, source)
     result = sorted(pins.values(), key=lambda p: p.name)
     _put_json(store, key, [p.to_dict() for p in result])
     return result, False
+
+
+_NO_WHEEL = re.compile(r"([A-Za-z0-9._-]+)==([^\s`]+) has no wheels with a matching (?:platform|Python ABI) tag")
+
+
+def _explain_missing_wheel(exc: ResolutionError, target: TargetPython, index: IndexSettings) -> ResolutionError:
+    """uv says a pin has no wheel for the target: name the wheel tags that do exist."""
+    m = _NO_WHEEL.search(str(exc))
+    if not m:
+        return exc
+    pin = Pin(name=normalize_name(m.group(1)), version=m.group(2))
+    try:
+        pick(pin, candidates(pin, index, requests.Session()), target)
+    except ResolutionError as explained:
+        return explained
+    return exc
 
 
 def _get_json(store: ContentStore, key: str) -> list[dict[str, object]] | None:
@@ -219,3 +240,30 @@ def dependency_layers(spec: PythonSpec, base: BaseImage, store: ContentStore, pr
                                     seconds=time.monotonic() - start))
     return DepsResult(target=target, layout=layout, pins=tuple(pins), layers=tuple(layers),
                       resolved_from_cache=cached, downloaded=downloaded)
+
+
+def fetch_wheelhouse(spec: PythonSpec, bases: list[BaseImage], store: ContentStore, project: Path, dest: Path, *,
+                     note: Callable[[str], None] = lambda _: None) -> list[Path]:
+    """Download every wheel ``spec`` needs on each base's platform into ``dest`` (a wheelhouse for
+    ``--find-links DIR --no-index`` builds on a machine without network)."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    session = requests.Session()
+    index = IndexSettings.from_env(index_url=spec.index_url, extra_index_urls=spec.extra_index_urls,
+                                   find_links=spec.find_links, no_index=spec.no_index)
+    for base in bases:
+        target = detect_target(base, store, interpreter=spec.interpreter, python_version=spec.python_version,
+                               libc=spec.libc, libc_version=spec.libc_version)
+        pins, _ = resolve_pins(spec, target, index, project, store)
+        for pin in pins:
+            wheel = fetch_wheel(pin, target, index, store, session)
+            target_path = dest / wheel.filename
+            if not target_path.exists():
+                tmp = dest / f".{wheel.filename}.tmp"
+                shutil.copyfile(wheel.path, tmp)
+                os.replace(tmp, target_path)
+            written.append(target_path)
+        note(f"fetch   {target.platform}: {len(pins)} wheels")
+    return sorted(set(written))

@@ -141,7 +141,11 @@ def _run_uv(args: list[str], what: str, cwd: Path) -> str:
     if proc.returncode != 0:
         lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
         detail = " ".join(lines[-6:])[:1200] or f"exit code {proc.returncode}"
-        raise ResolutionError(f"{what} failed: {detail}")
+        hint = ""
+        if any(s in detail for s in ("Request failed", "Connect", "dns error", "timed out", "connection")):
+            hint = ("; the package index is unreachable: if this machine is offline, build with --find-links DIR "
+                    "(a wheelhouse, e.g. made by 'ocibuild fetch') and --no-index")
+        raise ResolutionError(f"{what} failed: {detail}{hint}")
     return proc.stdout
 
 
