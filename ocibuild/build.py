@@ -42,6 +42,7 @@ class BuildResult:
     layers: tuple[LayerReport, ...]
     outputs: tuple[str, ...]
     base: BaseImage = field(repr=False)
+    python: dict[str, Any] | None = None
 
     @property
     def digest(self) -> str:
@@ -58,6 +59,7 @@ class BuildResult:
                      "layers": len(self.base.layers)},
             "layers": [{"label": r.label, "cached": r.cached, **r.descriptor.to_dict()} for r in self.layers],
             "outputs": list(self.outputs),
+            **({"python": self.python} if self.python is not None else {}),
         }
 
 
@@ -145,6 +147,7 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
     layers: list[Descriptor] = list(base.layers)
     reports: list[LayerReport] = []
     settings = plan.settings
+    python_info: dict[str, Any] | None = None
     if plan.python is not None:
         from .python.deps import dependency_layers
 
@@ -160,6 +163,9 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
             on_event(LayerDone(label=label, descriptor=d.built.descriptor, cached=d.built.cached, seconds=d.seconds,
                                files=len(d.wheels)))
         python_env = deps.env(base.config.config.env_dict().get("PATH", ""))
+        python_info = {"target": deps.target.to_dict(), "venv": deps.layout.prefix,
+                       "pins": [f"{p.name}=={p.version}" for p in deps.pins],
+                       "resolved_from_cache": deps.resolved_from_cache, "downloaded": deps.downloaded}
         settings = replace(settings, env={**python_env, **settings.env})
     for spec in plan.layers:
         start = time.monotonic()
@@ -180,7 +186,7 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
         write_output(output, image, store, mtime=plan.source_date_epoch, client=client, mount_from=mount_from)
         written.append(str(output))
         on_event(OutputDone(output=str(output), digest=image.digest, seconds=time.monotonic() - start))
-    return BuildResult(image=image, layers=tuple(reports), outputs=tuple(written), base=base)
+    return BuildResult(image=image, layers=tuple(reports), outputs=tuple(written), base=base, python=python_info)
 
 
 def _annotations(plan: BuildPlan, base: BaseImage, created: str) -> Mapping[str, str]:

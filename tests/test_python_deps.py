@@ -75,7 +75,9 @@ def test_numpy_sklearn_app_amd64_runs(tmp_path: Path, debian_python_layout: Path
     assert changed == ["/app/app.py"]
     rebuilt = [x["label"] for x in json.loads(second.stdout)["layers"] if not x["cached"]]
     assert rebuilt == ["/app/app.py"]
-    assert "(resolution cached)" in second.stderr and "downloaded" not in second.stderr
+    python = json.loads(second.stdout)["python"]
+    assert python["resolved_from_cache"] is True and python["downloaded"] == 0
+    assert "scikit-learn==1.6.1" in python["pins"] and python["target"]["interpreter"] == "/usr/bin/python3.11"
 
 
 def test_same_wheel_same_layer_in_two_apps_and_reproducible(tmp_path: Path, debian_python_layout: Path,
