@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import LayerError
+from .errors import ConfigError, LayerError, OutputError
 from .events import BaseResolved, EventHandler, LayerDone, Note, OutputDone, ignore
-from .image import Image
+from .image import Artifact, Image, Index
 from .layers import TarOptions, build_layer, collect
 from .layers.builder import BuiltLayer
 from .plan import BuildPlan, ImageSettings, LayerSpec
 from .registry import RegistryClient
 from .sinks import check_output, write_output
-from .sources import BaseImage, resolve_base
-from .spec import ContainerConfig, Descriptor, History, ImageConfig
+from .sources import ANY_PLATFORM, BaseImage, resolve_base
+from .spec import ContainerConfig, Descriptor, History, ImageConfig, Platform
 from .store import ContentStore
-from .transports import DockerArchive, OciArchive, OciLayout, Registry
+from .transports import DockerArchive, Location, OciArchive, OciLayout, Registry
 
 BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"
@@ -35,22 +37,41 @@ class LayerReport:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class BuildResultPlatform:
+    platform: str
+    digest: str
+    layers: tuple[LayerReport, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class BuildResult:
-    """What a build produced: the image (manifest, config) and the layers it added."""
+    """What a build produced: the image (the first platform's, with the layers it added), and for a
+    multi-platform build the index over all of them."""
 
     image: Image
     layers: tuple[LayerReport, ...]
     outputs: tuple[str, ...]
     base: BaseImage = field(repr=False)
     python: dict[str, Any] | None = None
+    index: Index | None = None
+    platforms: tuple[BuildResultPlatform, ...] = ()
 
     @property
     def digest(self) -> str:
-        return str(self.image.digest)
+        """The digest to refer to the result by: the index's for several platforms, else the manifest's."""
+        return str(self.index.digest if self.index is not None else self.image.digest)
 
     def to_dict(self) -> dict[str, Any]:
+        multi = {}
+        if self.index is not None:
+            multi = {"index": {"mediaType": str(self.index.descriptor().media_type), "digest": self.digest,
+                               "size": len(self.index.index_bytes)},
+                     "platforms": [{"platform": p.platform, "digest": p.digest,
+                                    "layers": [{"label": r.label, "cached": r.cached, **r.descriptor.to_dict()}
+                                               for r in p.layers]} for p in self.platforms]}
         return {
-            "digest": str(self.image.digest),
+            **multi,
+            "digest": self.digest,
             "manifest": {"mediaType": str(self.image.manifest.media_type), "digest": str(self.image.digest),
                          "size": len(self.image.manifest_bytes)},
             "config": self.image.manifest.config.to_dict(),
@@ -124,25 +145,51 @@ def build_file_layer(spec: LayerSpec, plan: BuildPlan, store: ContentStore, *,
     return built, sum(1 for e in entries if e.kind == "file")
 
 
-def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: EventHandler = ignore,
-          client: RegistryClient | None = None) -> BuildResult:
-    """Build the image ``plan`` describes and write it to every output in ``plan.outputs``.
-    Registry bases and outputs go through ``client`` (default: a ``RegistryClient`` with the usual
-    credential sources).
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _FileLayer:
+    spec: LayerSpec
+    built: BuiltLayer
+    files: int
+    seconds: float
 
-    >>> result = build(BuildPlan(project_dir=Path("."), outputs=(parse_location("oci:out/app:v1"),)))
-    ... # doctest: +SKIP
-    """
-    store = store or ContentStore.default()
-    for output in plan.outputs:
-        check_output(output)
-    if client is None and any(isinstance(loc, Registry) for loc in (plan.base, *plan.outputs)):
-        client = RegistryClient(on_event=on_event)
-    base = resolve_base(plan.base, store, plan.platform, client=client)
-    on_event(BaseResolved(base=str(plan.base), digest=base.digest, layers=len(base.layers),
+
+def _file_layers(plan: BuildPlan, store: ContentStore, on_event: EventHandler) -> list[_FileLayer]:
+    """The plan's file layers: platform-independent, so built once for every platform."""
+    skip = [*_local_outputs(plan), store.root]
+    out = []
+    for spec in plan.layers:
+        start = time.monotonic()
+        built, files = build_file_layer(spec, plan, store, skip=skip)
+        out.append(_FileLayer(spec=spec, built=built, files=files, seconds=time.monotonic() - start))
+    return out
+
+
+def _base_location(plan: BuildPlan, platform: Platform | None) -> Location:
+    if not plan.base_by_platform:
+        return plan.base
+    for key, location in plan.base_by_platform.items():
+        if platform is not None and Platform.parse(key).matches(platform):
+            return location
+    have = ", ".join(plan.base_by_platform)
+    raise ConfigError(f"no base is configured for {platform or 'the host platform'} (bases are given for: {have}); "
+                      "add one to the base table or pick a configured --platform")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Built:
+    image: Image
+    base: BaseImage
+    reports: tuple[LayerReport, ...]
+    python: dict[str, Any] | None
+
+
+def _build_one(plan: BuildPlan, store: ContentStore, platform: Platform | None, client: RegistryClient | None,
+               on_event: EventHandler, file_layers: list[_FileLayer], *, report_files: bool) -> _Built:
+    location = _base_location(plan, platform)
+    base = resolve_base(location, store, platform, client=client)
+    on_event(BaseResolved(base=str(location), digest=base.digest, layers=len(base.layers),
                           platform=str(base.config.platform)))
     created = rfc3339(plan.source_date_epoch)
-    skip = [*_local_outputs(plan), store.root]
     config: ImageConfig = base.config
     layers: list[Descriptor] = list(base.layers)
     reports: list[LayerReport] = []
@@ -167,26 +214,92 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
                        "pins": [f"{p.name}=={p.version}" for p in deps.pins],
                        "resolved_from_cache": deps.resolved_from_cache, "downloaded": deps.downloaded}
         settings = replace(settings, env={**python_env, **settings.env})
-    for spec in plan.layers:
-        start = time.monotonic()
-        built, files = build_file_layer(spec, plan, store, skip=skip)
-        layers.append(built.descriptor)
-        history = History(created=created, created_by=_describe(spec, plan.project_dir))
-        config = config.with_layer(built.diff_id, history)
-        reports.append(LayerReport(label=spec.label, descriptor=built.descriptor, cached=built.cached))
-        on_event(LayerDone(label=spec.label, descriptor=built.descriptor, cached=built.cached,
-                           seconds=time.monotonic() - start, files=files))
+    for fl in file_layers:
+        layers.append(fl.built.descriptor)
+        config = config.with_layer(fl.built.diff_id,
+                                   History(created=created, created_by=_describe(fl.spec, plan.project_dir)))
+        reports.append(LayerReport(label=fl.spec.label, descriptor=fl.built.descriptor, cached=fl.built.cached))
+        if report_files:
+            on_event(LayerDone(label=fl.spec.label, descriptor=fl.built.descriptor, cached=fl.built.cached,
+                               seconds=fl.seconds, files=fl.files))
     config = replace(config, created=created, config=merged_config(config.config, settings))
     image = Image.assemble(config, layers, annotations=_annotations(plan, base, created))
     image.store_metadata(store)
+    return _Built(image=image, base=base, reports=tuple(reports), python=python_info)
+
+
+def _targets(plan: BuildPlan, store: ContentStore, client: RegistryClient | None,
+             on_event: EventHandler) -> list[Platform | None]:
+    if plan.all_platforms:
+        location = plan.base if not plan.base_by_platform else None
+        if location is None:
+            return [Platform.parse(k) for k in plan.base_by_platform]
+        offered = resolve_base(location, store, ANY_PLATFORM, client=client).platforms
+        on_event(Note(text=f"platforms {', '.join(map(str, offered))} (all the base offers)"))
+        return list(offered)
+    if plan.platforms:
+        return list(plan.platforms)
+    return [plan.platform]
+
+
+def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: EventHandler = ignore,
+          client: RegistryClient | None = None) -> BuildResult:
+    """Build the image ``plan`` describes (one per platform, joined in an index when there are
+    several) and write it to every output in ``plan.outputs``. Registry bases and outputs go through
+    ``client`` (default: a ``RegistryClient`` with the usual credential sources).
+
+    >>> result = build(BuildPlan(project_dir=Path("."), outputs=(parse_location("oci:out/app:v1"),)))
+    ... # doctest: +SKIP
+    """
+    from .python.resolve import ResolutionError
+
+    store = store or ContentStore.default()
+    for output in plan.outputs:
+        check_output(output)
+    locations = (plan.base, *plan.base_by_platform.values(), *plan.outputs)
+    if client is None and any(isinstance(loc, Registry) for loc in locations):
+        client = RegistryClient(on_event=on_event)
+    targets = _targets(plan, store, client, on_event)
+    if len(targets) > 1 and any(isinstance(o, DockerArchive) for o in plan.outputs):
+        raise OutputError(f"a docker archive holds one platform, but {len(targets)} were asked for "
+                          f"({', '.join(map(str, targets))}); choose one with --platform, or write oci:/oci-archive:")
+    file_layers = _file_layers(plan, store, on_event)
+    for fl in file_layers:
+        on_event(LayerDone(label=fl.spec.label, descriptor=fl.built.descriptor, cached=fl.built.cached,
+                           seconds=fl.seconds, files=fl.files))
+    built: list[_Built] = []
+    if len(targets) == 1:
+        built.append(_build_one(plan, store, targets[0], client, on_event, file_layers, report_files=False))
+    else:
+        def one(platform: Platform | None) -> _Built | None:
+            try:
+                return _build_one(plan, store, platform, client, on_event, file_layers, report_files=False)
+            except ResolutionError as exc:
+                if not plan.all_platforms:
+                    raise
+                on_event(Note(text=f"skip    {platform}: {exc}"))
+                return None
+
+        with ThreadPoolExecutor(max_workers=max(1, min(len(targets), os.cpu_count() or 1))) as pool:
+            results = list(pool.map(one, targets))
+        built = [b for b in results if b is not None]
+        if not built:
+            raise ConfigError("no platform of the base can be built (see the lines above for why)")
+    artifact: Artifact = built[0].image if len(built) == 1 else Index.assemble(
+        [b.image for b in built], annotations={CREATED: rfc3339(plan.source_date_epoch)})
+    artifact.store_metadata(store)
     written = []
+    mount_from = plan.base.reference if isinstance(plan.base, Registry) else None
     for output in plan.outputs:
         start = time.monotonic()
-        mount_from = plan.base.reference if isinstance(plan.base, Registry) else None
-        write_output(output, image, store, mtime=plan.source_date_epoch, client=client, mount_from=mount_from)
+        write_output(output, artifact, store, mtime=plan.source_date_epoch, client=client, mount_from=mount_from)
         written.append(str(output))
-        on_event(OutputDone(output=str(output), digest=image.digest, seconds=time.monotonic() - start))
-    return BuildResult(image=image, layers=tuple(reports), outputs=tuple(written), base=base, python=python_info)
+        on_event(OutputDone(output=str(output), digest=artifact.digest, seconds=time.monotonic() - start))
+    return BuildResult(image=built[0].image, layers=built[0].reports, outputs=tuple(written), base=built[0].base,
+                       python=built[0].python, index=artifact if isinstance(artifact, Index) else None,
+                       platforms=tuple(BuildResultPlatform(platform=str(b.image.config.platform),
+                                                           digest=str(b.image.digest), layers=b.reports)
+                                       for b in built))
 
 
 def _annotations(plan: BuildPlan, base: BaseImage, created: str) -> Mapping[str, str]:

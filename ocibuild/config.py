@@ -19,7 +19,7 @@ from .spec import Platform
 from .transports import Location, parse_location
 
 BUILD_FILE = "ocibuild.toml"
-TOP_KEYS = ("base", "platform", "entrypoint", "cmd", "workdir", "user", "env", "labels", "annotations",
+TOP_KEYS = ("base", "platform", "platforms", "entrypoint", "cmd", "workdir", "user", "env", "labels", "annotations",
             "ports", "volumes", "stop_signal", "layers", "compression", "outputs", "python")
 LAYER_KEYS = ("src", "dest", "exclude", "name")
 PYTHON_KEYS = ("requirements", "lock", "project", "venv", "interpreter", "python_version", "libc", "libc_version",
@@ -260,9 +260,28 @@ def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), co
     _unknown(list(data), TOP_KEYS, where)
 
     base_text = overrides.base if overrides.base is not None else data.get("base", "scratch")
+    base_by_platform: dict[str, Location] = {}
+    if isinstance(base_text, dict):  # {"linux/amd64" = "...", "linux/arm64" = "..."}
+        for key, value in base_text.items():
+            base_by_platform[str(_platform(key, f"{where}: base"))] = _location(_str(value, f"base.{key}", where),
+                                                                                project, "base")
+        if not base_by_platform:
+            raise ConfigError(f"{where}: base table is empty; map platforms to images, e.g. "
+                              '{ "linux/amd64" = "oci:bases/amd64:py" }')
+        base_text = "scratch"
     base = _location(_str(base_text, "base", where), None if overrides.base else project, "base")
-    platform_text = overrides.platform or data.get("platform")
-    platform = _platform(_str(platform_text, "platform", where), where) if platform_text else None
+    raw_platforms: Any = overrides.platform or data.get("platforms") or data.get("platform")
+    if isinstance(raw_platforms, str):
+        raw_platforms = [p.strip() for p in raw_platforms.split(",") if p.strip()]
+    if raw_platforms is not None and (not isinstance(raw_platforms, list)
+                                      or not all(isinstance(p, str) for p in raw_platforms)):
+        raise ConfigError(f'{where}: platforms must be a list such as ["linux/amd64", "linux/arm64"] or "all"')
+    all_platforms = raw_platforms == ["all"]
+    platforms = [] if all_platforms or not raw_platforms else [_platform(p, where) for p in raw_platforms]
+    platforms = list({str(p): p for p in platforms}.values())
+    if base_by_platform and not platforms and not all_platforms:
+        platforms = [Platform.parse(k) for k in base_by_platform]
+    platform = platforms[0] if len(platforms) == 1 else None
 
     python = _python_spec(data.get("python"), overrides, project, where)
     default_layer = python is None or not python.project  # an installed project needs no copy of its folder
@@ -311,6 +330,9 @@ def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), co
         project_dir=project,
         base=base,
         platform=platform,
+        platforms=tuple(platforms) if len(platforms) > 1 else (),
+        all_platforms=all_platforms,
+        base_by_platform=base_by_platform,
         layers=tuple(layers),
         settings=settings,
         compression=compression,

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .errors import SourceError
-from .spec import Descriptor, Digest, ImageConfig, ImageManifest, MediaType
+from .spec import Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, MediaType
 from .store import ContentStore
 
 
@@ -62,3 +62,46 @@ class Image:
     def blobs(self) -> list[Descriptor]:
         """Config then layers: every blob the manifest references."""
         return [self.manifest.config, *self.manifest.layers]
+
+    def all_blobs(self) -> list[Descriptor]:
+        """Every blob an output needs, the manifest last."""
+        return [*self.blobs(), self.descriptor()]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Index:
+    """A multi-platform image: an OCI image index over single-platform images."""
+
+    images: tuple[Image, ...]
+    index: ImageIndex
+    index_bytes: bytes
+
+    @classmethod
+    def assemble(cls, images: Sequence[Image], annotations: Mapping[str, str] | None = None) -> Index:
+        index = ImageIndex(manifests=tuple(img.descriptor(with_platform=True) for img in images),
+                           annotations=dict(annotations or {}))
+        return cls(images=tuple(images), index=index, index_bytes=index.to_json())
+
+    @property
+    def digest(self) -> Digest:
+        return Digest.of(self.index_bytes)
+
+    def descriptor(self, annotations: Mapping[str, str] | None = None) -> Descriptor:
+        return Descriptor(media_type=MediaType.OCI_INDEX, digest=self.digest, size=len(self.index_bytes),
+                          annotations=dict(annotations or {}))
+
+    def store_metadata(self, store: ContentStore) -> None:
+        for image in self.images:
+            image.store_metadata(store)
+        store.put_bytes(self.index_bytes)
+
+    def all_blobs(self) -> list[Descriptor]:
+        """Every blob of every platform (shared layers once), each manifest, and the index last."""
+        seen: dict[Digest, Descriptor] = {}
+        for image in self.images:
+            for d in image.all_blobs():
+                seen.setdefault(d.digest, d)
+        return [*seen.values(), self.descriptor()]
+
+
+Artifact = Image | Index

@@ -99,6 +99,9 @@ class BuildPlan:
     project_dir: Path
     base: Location = field(default_factory=Scratch)
     platform: Platform | None = None
+    platforms: tuple[Platform, ...] = ()  # several: one image each, joined in an index
+    all_platforms: bool = False  # every platform the base offers (and the dependencies support)
+    base_by_platform: Mapping[str, Location] = field(default_factory=dict)  # "linux/arm64" -> its base
     layers: tuple[LayerSpec, ...] = ()
     settings: ImageSettings = field(default_factory=ImageSettings)
     compression: Compression = field(default_factory=Compression)

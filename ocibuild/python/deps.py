@@ -80,22 +80,27 @@ def _is_big(wheel: FetchedWheel, spec: PythonSpec) -> bool:
 
 
 def group_wheels(wheels: list[FetchedWheel], spec: PythonSpec) -> list[tuple[str, list[FetchedWheel]]]:
-    """Big wheels alone; small ones in up to ``SMALL_BUCKETS`` buckets by a hash of their name, so a
-    change to one small dependency touches one bucket. At most ``max_layers - 1`` groups (one layer is
-    the venv itself)."""
-    budget = max(2, spec.max_layers - 1)
+    """Big wheels alone; small ones in up to ``SMALL_BUCKETS`` buckets by a hash of their name (pure and
+    platform wheels apart), so a change to one small dependency touches one bucket. At most
+    ``max_layers - 1`` groups (one layer is the venv itself)."""
+    budget = max(3, spec.max_layers - 1)
     big = sorted((w for w in wheels if _is_big(w, spec)), key=lambda w: -w.path.stat().st_size)
     small = [w for w in wheels if w not in big]
     keep_big = big[: max(0, budget - min(SMALL_BUCKETS, budget // 2))] if len(big) > budget - 1 else big
     small += [w for w in big if w not in keep_big]
-    buckets = max(1, min(SMALL_BUCKETS, budget - len(keep_big)))
+    buckets = max(1, min(SMALL_BUCKETS, (budget - len(keep_big)) // 2))
     groups: list[tuple[str, list[FetchedWheel]]] = [(w.pin.name, [w])
                                                     for w in sorted(keep_big, key=lambda w: w.pin.name)]
-    by_bucket: dict[int, list[FetchedWheel]] = {}
+    # pure-Python wheels never share a bucket with platform wheels: their layers are then identical on
+    # every platform of a multi-platform build (and stored, pushed and pulled once)
+    by_bucket: dict[tuple[bool, int], list[FetchedWheel]] = {}
     for w in small:
-        by_bucket.setdefault(int(hashlib.sha256(w.pin.name.encode()).hexdigest()[:8], 16) % buckets, []).append(w)
-    for b in sorted(by_bucket):
-        groups.append((f"deps-{b + 1}of{buckets}", sorted(by_bucket[b], key=lambda w: w.pin.name)))
+        pure = w.filename.endswith("-none-any.whl")
+        bucket = int(hashlib.sha256(w.pin.name.encode()).hexdigest()[:8], 16) % buckets
+        by_bucket.setdefault((pure, bucket), []).append(w)
+    for pure, b in sorted(by_bucket):
+        kind = "pure" if pure else "deps"
+        groups.append((f"{kind}-{b + 1}of{buckets}", sorted(by_bucket[(pure, b)], key=lambda w: w.pin.name)))
     return groups
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import OutputError
-from ..image import Image
+from ..image import Artifact, Index
 from ..registry import RegistryClient
 from ..spec import Reference
 from ..store import ContentStore
@@ -16,7 +16,7 @@ from .registry import push_image
 __all__ = ["check_output", "write_output"]
 
 
-def write_output(location: Location, image: Image, store: ContentStore, *, mtime: int = 0,
+def write_output(location: Location, image: Artifact, store: ContentStore, *, mtime: int = 0,
                  client: RegistryClient | None = None, mount_from: Reference | None = None) -> None:
     """Write ``image`` (whose blobs are in ``store``) to ``location``. Registry pushes use ``client``
     and try to mount shared blobs from ``mount_from``'s repository."""
@@ -26,6 +26,11 @@ def write_output(location: Location, image: Image, store: ContentStore, *, mtime
     elif isinstance(location, OciArchive):
         write_oci_archive(location.path, location.tag, image, store, mtime)
     elif isinstance(location, DockerArchive):
+        if isinstance(image, Index):
+            raise OutputError(
+                f"output {location}: a docker archive holds one platform, but this build made "
+                f"{len(image.images)} ({', '.join(str(i.config.platform) for i in image.images)}); "
+                "choose one with --platform, or write oci:/oci-archive: for all of them")
         write_docker_archive(location.path, location.reference, image, store, mtime)
     elif isinstance(location, Registry):
         if location.reference.digest is not None:

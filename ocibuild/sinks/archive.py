@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..image import Image
+from ..image import Artifact, Image
 from ..layers.compress import decompressor
 from ..layers.tarwriter import TarEntry, TarOptions, write_tar
 from ..spec import Digest, Reference, canonical_json, layer_compression
@@ -22,7 +22,7 @@ def _blob_entry(store: ContentStore, digest: Digest, name: str) -> TarEntry:
     return TarEntry(path=name, kind="file", size=store.size(digest), source=store.blob_path(digest))
 
 
-def write_oci_archive(path: Path, tag: str | None, image: Image, store: ContentStore, mtime: int) -> None:
+def write_oci_archive(path: Path, tag: str | None, image: Artifact, store: ContentStore, mtime: int) -> None:
     where = f"oci-archive:{path}" + (f":{tag}" if tag else "")
     image.store_metadata(store)
     entries = [
@@ -30,11 +30,8 @@ def write_oci_archive(path: Path, tag: str | None, image: Image, store: ContentS
         TarEntry.file("index.json", canonical_json(
             updated_index(None, image.descriptor({REF_NAME: tag} if tag else None), tag).to_dict())),
     ]
-    seen = set()
-    for desc in [*image.blobs(), image.descriptor()]:
-        if desc.digest not in seen:
-            seen.add(desc.digest)
-            entries.append(_blob_entry(store, desc.digest, f"blobs/{desc.digest.algorithm}/{desc.digest.hex}"))
+    for desc in image.all_blobs():
+        entries.append(_blob_entry(store, desc.digest, f"blobs/{desc.digest.algorithm}/{desc.digest.hex}"))
     with atomic_file(path, where) as f:
         write_tar(entries, f, TarOptions(mtime=mtime))
 

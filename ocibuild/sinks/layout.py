@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from ..errors import OutputError
-from ..image import Image
+from ..image import Artifact
 from ..spec import Descriptor, ImageIndex, MediaType, canonical_json
 from ..store import ContentStore, atomic_write_bytes
 from .common import atomic_dir, atomic_file, copy_blob
@@ -16,20 +16,14 @@ REF_NAME = "org.opencontainers.image.ref.name"
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 
 
-def _blob_files(image: Image) -> list[Descriptor]:
-    return [*image.blobs(), image.descriptor()]
-
-
-def populate(root: Path, image: Image, store: ContentStore) -> None:
-    """Copy every blob of ``image`` (verified) into ``root/blobs``; skip blobs already there."""
-    for desc in _blob_files(image):
+def populate(root: Path, artifact: Artifact, store: ContentStore) -> None:
+    """Copy every blob of ``artifact`` (verified) into ``root/blobs``; skip blobs already there."""
+    artifact.store_metadata(store)
+    for desc in artifact.all_blobs():
         target = root / "blobs" / desc.digest.algorithm / desc.digest.hex
         if target.is_file() and target.stat().st_size == desc.size:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        if desc.digest == image.digest:
-            atomic_write_bytes(target, image.manifest_bytes)
-            continue
         with atomic_file(target, f"blob {desc.digest}") as f:
             copy_blob(store, desc.digest, f)
 
@@ -41,7 +35,7 @@ def updated_index(existing: ImageIndex | None, entry: Descriptor, tag: str | Non
     return ImageIndex(manifests=(*kept, entry), media_type=MediaType.OCI_INDEX)
 
 
-def write_layout(path: Path, tag: str | None, image: Image, store: ContentStore) -> None:
+def write_layout(path: Path, tag: str | None, image: Artifact, store: ContentStore) -> None:
     where = f"oci:{path}" + (f":{tag}" if tag else "")
     entry = image.descriptor({REF_NAME: tag} if tag else None)
     if path.exists() and not path.is_dir():

@@ -11,12 +11,12 @@ from ..registry import RegistryClient
 from ..spec import Platform
 from ..store import ContentStore
 from ..transports import DockerArchive, Location, OciArchive, OciLayout, Registry, Scratch
-from .base import BaseImage, host_platform, scratch, select_platform
+from .base import ANY_PLATFORM, BaseImage, host_platform, scratch, select_platform
 from .dockerarchive import load_docker_archive
 from .layout import load_layout
 from .registry import load_registry
 
-__all__ = ["BaseImage", "host_platform", "resolve_base", "select_platform"]
+__all__ = ["ANY_PLATFORM", "BaseImage", "host_platform", "resolve_base", "select_platform"]
 
 
 def resolve_base(location: Location, store: ContentStore, platform: Platform | None = None, *,

@@ -34,6 +34,7 @@ class BaseImage:
     config: ImageConfig
     digest: Digest | None = None  # manifest digest; None for scratch
     name: str = ""  # a registry reference for the base.name annotation; "" for local files
+    platforms: tuple[Platform, ...] = ()  # every platform the base offers (an index's entries, or its own)
 
     @property
     def layers(self) -> tuple[Descriptor, ...]:
@@ -43,19 +44,28 @@ class BaseImage:
 def scratch(platform: Platform | None) -> BaseImage:
     from ..spec import MediaType
 
-    plat = platform or host_platform()
+    plat = platform if platform is not None and platform is not ANY_PLATFORM else host_platform()
     config = ImageConfig(platform=plat)
     raw = config.to_json()
     manifest = ImageManifest(
         config=Descriptor(media_type=MediaType.OCI_CONFIG, digest=Digest.of(raw), size=len(raw)), layers=()
     )
-    return BaseImage(manifest=manifest, config=config)
+    return BaseImage(manifest=manifest, config=config, platforms=(plat,))
+
+
+# Asks for "whichever the base has first": used to list what an index offers (``--platform all``).
+ANY_PLATFORM = Platform(os="*", architecture="*")
+
+
+def offered(index: ImageIndex) -> list[Descriptor]:
+    """Index entries that are runnable images (not attestations with platform unknown/unknown)."""
+    return [d for d in index.manifests if d.platform is None or d.platform.os != "unknown"]
 
 
 def select_platform(index: ImageIndex, wanted: Platform | None, where: str) -> Descriptor:
     """The manifest of ``index`` for ``wanted`` (the host's if None; the only one if just one)."""
-    manifests = [d for d in index.manifests if d.platform is None or d.platform.os != "unknown"]
-    if wanted is None and len(manifests) == 1:
+    manifests = offered(index)
+    if (wanted is None and len(manifests) == 1) or (wanted is ANY_PLATFORM and manifests):
         return manifests[0]
     target = wanted or host_platform()
     for d in manifests:
@@ -75,6 +85,7 @@ def resolve_manifest(fetch: Callable[[Descriptor], bytes], top: Descriptor, stor
     ``fetch`` returns a verified small blob; ``ingest`` copies layer blobs into the store, verified.
     """
     desc = top
+    platforms: tuple[Platform, ...] = ()
     for _ in range(4):  # an index may point at an index; never loop forever
         raw = fetch(desc)
         media = str(desc.media_type) or media_type_of(raw)
@@ -83,6 +94,7 @@ def resolve_manifest(fetch: Callable[[Descriptor], bytes], top: Descriptor, stor
                 index = ImageIndex.from_json(raw)
             except ValueError as exc:
                 raise SourceError(f"base {where}: invalid image index: {exc}") from None
+            platforms = platforms or tuple(d.platform for d in offered(index) if d.platform is not None)
             desc = select_platform(index, platform, where)
             continue
         try:
@@ -95,7 +107,7 @@ def resolve_manifest(fetch: Callable[[Descriptor], bytes], top: Descriptor, stor
             config = ImageConfig.from_json(config_raw)
         except ValueError as exc:
             raise SourceError(f"base {where}: invalid image config: {exc}") from None
-        if platform is not None and not config.platform.matches(platform):
+        if platform is not None and platform is not ANY_PLATFORM and not config.platform.matches(platform):
             raise ImageNotFound(
                 f"base {where} is a {config.platform} image, not {platform}; "
                 f"build for {config.platform} or use a base that offers {platform}"
@@ -115,5 +127,6 @@ def resolve_manifest(fetch: Callable[[Descriptor], bytes], top: Descriptor, stor
             manifest=ImageManifest(config=manifest.config, layers=oci_layers),
             config=config,
             digest=Digest.of(raw),
+            platforms=platforms or (config.platform,),
         )
     raise SourceError(f"base {where}: image indexes nested too deeply")

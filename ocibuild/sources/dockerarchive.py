@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import DigestMismatch, ImageNotFound, SourceError
 from ..spec import Descriptor, Digest, ImageConfig, ImageManifest, MediaType, Platform
 from ..store import CHUNK, ContentStore
-from .base import BaseImage
+from .base import ANY_PLATFORM, BaseImage
 
 _MAGIC = {b"\x1f\x8b": MediaType.OCI_LAYER_GZIP, b"\x28\xb5\x2f\xfd": MediaType.OCI_LAYER_ZSTD}
 
@@ -50,7 +50,7 @@ def load_docker_archive(path: Path, reference: str | None, store: ContentStore,
         entry = _pick(entries, reference, where)
         config_raw = read(str(entry["Config"]))
         config = ImageConfig.from_json(config_raw)
-        if platform is not None and not config.platform.matches(platform):
+        if platform is not None and platform is not ANY_PLATFORM and not config.platform.matches(platform):
             raise ImageNotFound(f"base {where} is a {config.platform} image, not {platform}")
         layer_names = list(entry.get("Layers") or [])
         if len(layer_names) != len(config.diff_ids):
@@ -80,7 +80,8 @@ def load_docker_archive(path: Path, reference: str | None, store: ContentStore,
                               size=len(config_raw)),
             layers=tuple(layers),
         )
-        return BaseImage(manifest=manifest, config=config, digest=Digest.of(manifest.to_json()))
+        return BaseImage(manifest=manifest, config=config, digest=Digest.of(manifest.to_json()),
+                         platforms=(config.platform,))
 
 
 def _pick(entries: list[dict[str, Any]], reference: str | None, where: str) -> dict[str, Any]:

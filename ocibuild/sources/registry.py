@@ -39,4 +39,5 @@ def load_registry(client: RegistryClient, ref: Reference, store: ContentStore, p
                 future.result()
 
     base = resolve_manifest(fetch, top, store, platform, f"docker://{ref}", ingest)
-    return BaseImage(manifest=base.manifest, config=base.config, digest=base.digest, name=str(ref))
+    return BaseImage(manifest=base.manifest, config=base.config, digest=base.digest, name=str(ref),
+                     platforms=base.platforms)
