@@ -56,12 +56,12 @@ def read_members(path: Path, what: str = "") -> DebMembers:
                 members[name] = data
     except OSError as exc:
         raise SourceError(f"cannot read {what}: {exc.strerror}") from None
-    control = [n for n in members if n.startswith("control.tar")]
-    data = [n for n in members if n.startswith("data.tar")]
-    if not control or not data:
+    control_names = [n for n in members if n.startswith("control.tar")]
+    data_names = [n for n in members if n.startswith("data.tar")]
+    if not control_names or not data_names:
         raise SourceError(f"{what} has no control.tar or data.tar member (members: {', '.join(members)})")
-    return DebMembers(control_name=control[0], control=members[control[0]], data_name=data[0],
-                      data=members[data[0]])
+    return DebMembers(control_name=control_names[0], control=members[control_names[0]], data_name=data_names[0],
+                      data=members[data_names[0]])
 
 
 def _decompressed(name: str, raw: bytes) -> IO[bytes]:
@@ -72,7 +72,8 @@ def _decompressed(name: str, raw: bytes) -> IO[bytes]:
         reader: IO[bytes] = zstandard.ZstdDecompressor().stream_reader(buf)
         return reader
     if name.endswith(".gz"):
-        return gzip.GzipFile(fileobj=buf)
+        gz: IO[bytes] = gzip.GzipFile(fileobj=buf)  # type: ignore[assignment]
+        return gz
     if name.endswith(".bz2"):
         return bz2.BZ2File(buf)
     if name.endswith(".tar"):
@@ -100,7 +101,7 @@ def control_fields(members: DebMembers) -> dict[str, str]:
 
 def merge_usr_path(path: str) -> str:
     """``bin/ls`` -> ``usr/bin/ls`` (and the same for sbin, lib*); other paths unchanged."""
-    head, sep, _ = path.partition("/")
+    head = path.partition("/")[0]
     return f"usr/{path}" if head in MERGED_DIRS else path
 
 

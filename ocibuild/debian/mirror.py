@@ -116,7 +116,7 @@ class Fetcher:
             if resp.status_code != 200:
                 raise SourceError(f"GET {url} failed: HTTP {resp.status_code} {resp.reason}")
             resp.raw.decode_content = True
-            yield resp.raw  # type: ignore[misc]
+            yield resp.raw
 
     def read(self, path: str, limit: int = 64 << 20) -> bytes:
         """The whole (small) file at ``path``."""

@@ -93,7 +93,8 @@ def gpgv(keyring: Path, signed: bytes, detached: bytes | None = None) -> str:
         status = proc.stdout.decode(errors="replace")
         if proc.returncode != 0 or "[GNUPG:] VALIDSIG" not in status:
             detail = proc.stderr.decode(errors="replace").strip().splitlines()
-            raise SignatureError("bad or missing signature: " + ("; ".join(detail[-3:]) or f"gpgv exit {proc.returncode}"))
+            reason = "; ".join(detail[-3:]) or f"gpgv exit {proc.returncode}"
+            raise SignatureError(f"bad or missing signature: {reason}")
         text = (out.read_bytes() if detached is None else signed).decode("utf-8", errors="replace")
     return text
 

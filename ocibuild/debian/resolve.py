@@ -65,9 +65,9 @@ class Resolver:
         if pkg is not None and self._version_ok(pkg.version, rel):
             return True
         for provider, provided_version in self.index.providers.get(rel.name, ()):
-            if self.selected.get(provider.name) is provider:
-                if not rel.op or (provided_version and satisfies(provided_version, rel.op, rel.version)):
-                    return True
+            if self.selected.get(provider.name) is provider and (
+                    not rel.op or (provided_version and satisfies(provided_version, rel.op, rel.version))):
+                return True
         return False
 
     @staticmethod

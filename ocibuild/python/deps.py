@@ -205,8 +205,7 @@ def dependency_layers(spec: PythonSpec, base: BaseImage, store: ContentStore, pr
                       compression: Compression, session: requests.Session | None = None,
                       note: Callable[[str], None] = lambda _: None) -> DepsResult:
     """Resolve, fetch and install ``spec`` for ``base``; return the layers (venv, dependencies, project)."""
-    target = detect_target(base, store, interpreter=spec.interpreter, python_version=spec.python_version,
-                           libc=spec.libc, libc_version=spec.libc_version)
+    target = cached_target(spec, base, store)
     note(f"python  {target.interpreter} (CPython {target.version}, {target.libc} {target.libc_version}, "
          f"{target.platform})")
     layout = VenvLayout(prefix=spec.venv, python_version=target.version, interpreter=target.interpreter)
@@ -247,6 +246,24 @@ def dependency_layers(spec: PythonSpec, base: BaseImage, store: ContentStore, pr
                       resolved_from_cache=cached, downloaded=downloaded)
 
 
+def cached_target(spec: PythonSpec, base: BaseImage, store: ContentStore) -> TargetPython:
+    """``detect_target``, remembered per base manifest digest: scanning a base's layers is done once."""
+    overrides = [spec.interpreter, spec.python_version, spec.libc, spec.libc_version]
+    key = "target-" + hashlib.sha256(json.dumps([DEPS_VERSION, str(base.digest), str(base.config.platform),
+                                                 overrides]).encode()).hexdigest()
+    record = _get_json(store, key) if base.digest is not None else None
+    if record:
+        d = record[0]
+        return TargetPython(interpreter=str(d["interpreter"]), version=str(d["version"]),
+                            full_version=str(d["full_version"]), implementation=str(d["implementation"]),
+                            platform=base.config.platform, libc=str(d["libc"]), libc_version=str(d["libc_version"]))
+    target = detect_target(base, store, interpreter=spec.interpreter, python_version=spec.python_version,
+                           libc=spec.libc, libc_version=spec.libc_version)
+    if base.digest is not None:
+        _put_json(store, key, [dict(target.to_dict())])
+    return target
+
+
 def fetch_wheelhouse(spec: PythonSpec, bases: list[BaseImage], store: ContentStore, project: Path, dest: Path, *,
                      note: Callable[[str], None] = lambda _: None) -> list[Path]:
     """Download every wheel ``spec`` needs on each base's platform into ``dest`` (a wheelhouse for
@@ -259,8 +276,7 @@ def fetch_wheelhouse(spec: PythonSpec, bases: list[BaseImage], store: ContentSto
     index = IndexSettings.from_env(index_url=spec.index_url, extra_index_urls=spec.extra_index_urls,
                                    find_links=spec.find_links, no_index=spec.no_index)
     for base in bases:
-        target = detect_target(base, store, interpreter=spec.interpreter, python_version=spec.python_version,
-                               libc=spec.libc, libc_version=spec.libc_version)
+        target = cached_target(spec, base, store)
         pins, _ = resolve_pins(spec, target, index, project, store)
         for pin in pins:
             wheel = fetch_wheel(pin, target, index, store, session)
