@@ -4,15 +4,16 @@ in the same run:
 
 1. base: Debian bookworm minbase + python3, python3-venv, python3-pip, ca-certificates (mmdebstrap), made
    once and cached as an OCI layout under $OCIBUILD_BENCH_CACHE (default /var/cache/ocibuild-bench);
-2. ocibuild: cold build (empty content store, empty uv cache), then a warm build after a one-line edit of
-   app.py, then a no-op rebuild; wall seconds and the peak RSS of the ocibuild process (and of uv);
+2. ocibuild: cold build (empty content store, empty uv cache), then warm builds, each after a one-line
+   edit of app.py (median of --repeat), then a no-op rebuild; wall seconds and the peak RSS of the
+   ocibuild process (and of uv);
 3. buildah: `buildah build --layers --isolation chroot` (storage in a temp dir, base pulled into it
-   first, untimed) cold, after the same edit, and no-op, each followed by `buildah push` to an OCI
+   first, untimed) cold, after the same edits, and no-op, each followed by `buildah push` to an OCI
    layout (timed separately: ocibuild's build already ends with the OCI layout written);
 4. both images are run with umoci + runc and must print the same line;
 5. image sizes: sum of the compressed layer sizes in each manifest.
 
-    python3 benchmarks/python_deps.py [--out benchmarks/results] [--driver overlay|vfs] [--keep]
+    python3 benchmarks/python_deps.py [--out benchmarks/results] [--repeat 3] [--driver overlay|vfs] [--keep]
 
 Writes results/python_deps.json and results/python_deps.md. Needs mmdebstrap, buildah, umoci, runc, uv and
 network access to a Debian mirror (base, once) and to PyPI (both contenders download the wheels, every cold
@@ -30,6 +31,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,9 +50,8 @@ BASE_VERSION = "v1"  # bump when the base recipe changes
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 EXPECTED = "prediction: 1 proba: 0.997"
 DEBIAN_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# the one-line edit between the cold and the warm build (output unchanged)
+# the one-line edit before each warm build (the docstring's first line; output unchanged)
 EDIT_FROM = '"""Trains a tiny classifier'
-EDIT_TO = '"""Trains a small classifier'
 
 DOCKERFILE = f"""\
 FROM {{base}}
@@ -282,12 +283,25 @@ def buildah_build(ctx: Path, image: str, out: Path, tag: str, env: dict[str, str
 # main
 # ---------------------------------------------------------------------------------------------------
 
-def edit_app(project: Path) -> None:
-    app = project / "app.py"
-    text = app.read_text()
-    if EDIT_FROM not in text:
-        raise SystemExit(f"python_deps: {app} no longer starts with {EDIT_FROM!r}; update EDIT_FROM")
-    app.write_text(text.replace(EDIT_FROM, EDIT_TO, 1))
+def edit_app(project: Path, n: int) -> None:
+    """Edit n: one line of app.py differs from the original and from edit n - 1."""
+    original = (APP / "app.py").read_text()
+    if EDIT_FROM not in original:
+        raise SystemExit(f"python_deps: {APP / 'app.py'} no longer contains {EDIT_FROM!r}; update EDIT_FROM")
+    (project / "app.py").write_text(original.replace(EDIT_FROM, f'"""(edit {n}) Trains a tiny classifier', 1))
+
+
+def median_run(runs: list[dict[str, Any]], keys: Sequence[str]) -> dict[str, Any]:
+    """One run with each of ``keys`` replaced by its median over all runs (peak RSS: the max), plus the runs."""
+    summary = dict(runs[len(runs) // 2])
+    for key in keys:
+        summary[key] = statistics.median(float(r[key]) for r in runs)
+        summary[f"{key}_runs"] = [r[key] for r in runs]
+    for key in ("peak_rss_mb", "uv_peak_rss_mb", "peak_rss_tree_mb"):
+        if key in summary:
+            summary[key] = max(float(r[key]) for r in runs)
+    summary["runs"] = len(runs)
+    return summary
 
 
 # runs the image's own entrypoint + cmd twice and reports how long each took: the first start compiles
@@ -319,12 +333,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     ap.add_argument("--driver", choices=("overlay", "vfs"), default="overlay", help="buildah storage driver")
+    ap.add_argument("--repeat", type=int, default=3, help="warm builds (one edit each); the median is reported")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder (images, stores, logs)")
     args = ap.parse_args()
     tools = load_test_tools()
     arch = tools.host_arch()
     results: dict[str, Any] = {
-        "command": "python3 benchmarks/python_deps.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python3 benchmarks/python_deps.py", *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d"),
         "machine": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
                     "kernel": platform.release(),
@@ -334,6 +349,7 @@ def main() -> int:
                   "mmdebstrap": version_of(["mmdebstrap", "--version"])},
         "app": "tests/data/sklearn-app (" + ", ".join((APP / "requirements.txt").read_text().split()) + ")",
         "buildah_storage_driver": args.driver,
+        "ocibuild_commit": version_of(["git", "-C", str(REPO), "describe", "--always", "--dirty"]),
     }
     base, base_seconds = base_layout(tools, arch)
     base_manifest = manifest_of(base, BASE_TAG)
@@ -353,15 +369,19 @@ def main() -> int:
         oenv = ocibuild_env(tmp)
         oout, store = tmp / "ocibuild-image", tmp / "ocibuild-store"
         o_cold = ocibuild_build(proj, base, oout, "cold", store, oenv, log)
-        edit_app(proj)
-        o_warm = ocibuild_build(proj, base, oout, "warm", store, oenv, log)
+        o_runs = []
+        for n in range(1, args.repeat + 1):
+            edit_app(proj, n)
+            o_runs.append(ocibuild_build(proj, base, oout, "warm" if n == args.repeat else f"warm{n}", store, oenv,
+                                         log))
+        o_warm = median_run(o_runs, ("seconds",))
         o_noop = ocibuild_build(proj, base, oout, "noop", store, oenv, log)
 
         # ---- buildah --------------------------------------------------------------------------------
         print("buildah: pull base, cold, warm (edit), no-op ...", file=sys.stderr)
         benv, policy = buildah_env(tmp / "buildah", args.driver)
-        pull_s, _, _ = run(["buildah", "pull", "--signature-policy", policy, "--quiet",
-                                 f"oci:{base}:{BASE_TAG}"], env=benv, log=log)
+        pull_s, _, _ = run(["buildah", "pull", "--signature-policy", policy, "--quiet", f"oci:{base}:{BASE_TAG}"],
+                           env=benv, log=log)
         ctx = tmp / "buildah-app"
         ctx.mkdir()
         for name in ("requirements.txt", "app.py"):
@@ -369,8 +389,12 @@ def main() -> int:
         (ctx / "Dockerfile").write_text(DOCKERFILE.format(base=f"oci:{base}:{BASE_TAG}"))
         bout = tmp / "buildah-image"
         b_cold = buildah_build(ctx, "localhost/bench-app:cold", bout, "cold", benv, policy, log)
-        edit_app(ctx)
-        b_warm = buildah_build(ctx, "localhost/bench-app:warm", bout, "warm", benv, policy, log)
+        b_runs = []
+        for n in range(1, args.repeat + 1):
+            edit_app(ctx, n)
+            tag = "warm" if n == args.repeat else f"warm{n}"
+            b_runs.append(buildah_build(ctx, f"localhost/bench-app:{tag}", bout, tag, benv, policy, log))
+        b_warm = median_run(b_runs, ("seconds", "push_seconds", "build_and_push_seconds"))
         b_noop = buildah_build(ctx, "localhost/bench-app:noop", bout, "noop", benv, policy, log)
 
         # ---- verify ---------------------------------------------------------------------------------
@@ -424,7 +448,8 @@ def write_reports(r: dict[str, Any], out: Path) -> None:
     mb = 1e6
     lines = [
         f"# Python dependency image: ocibuild vs buildah ({r['date']})", "",
-        f"Command: `{r['command']}`  ", f"Machine: {r['machine']}  ", f"Tools: {r['tools']}  ",
+        f"Command: `{r['command']}` (ocibuild at {r['ocibuild_commit']})  ", f"Machine: {r['machine']}  ",
+        f"Tools: {r['tools']}  ",
         f"App: {r['app']}, on the same base `{r['base']['digest'][:19]}...` "
         f"({r['base']['packages']}, {r['base']['compressed_bytes'] / mb:.1f} MB compressed)", "",
         "ocibuild: `ocibuild build APP --base oci:BASE --output oci:DIR:TAG --cache-dir STORE` (cold = empty store "
@@ -436,7 +461,8 @@ def write_reports(r: dict[str, Any], out: Path) -> None:
         "PyPI on the cold build.", "",
         "| build | ocibuild s | buildah build s | buildah push s | buildah build+push s | "
         "ratio build | ratio build+push |", "|---|---|---|---|---|---|---|"]
-    for label, key in (("cold", "cold"), ("warm (one-line edit)", "warm_edit"), ("no-op", "noop")):
+    warm_label = f"warm (one-line edit; median of {o['warm_edit']['runs']})"
+    for label, key in (("cold", "cold"), (warm_label, "warm_edit"), ("no-op", "noop")):
         ox, bx = o[key], b[key]
         lines.append(f"| {label} | {ox['seconds']:.2f} | {bx['seconds']:.2f} | {bx['push_seconds']:.2f} | "
                      f"{bx['build_and_push_seconds']:.2f} | {bx['seconds'] / ox['seconds']:.1f}x | "
@@ -451,7 +477,7 @@ def write_reports(r: dict[str, Any], out: Path) -> None:
         f"| buildah | {bi['layers']} | {bi['compressed_bytes'] / mb:.1f} | {bi['added_layers']} | "
         f"{bi['added_compressed_bytes'] / mb:.1f} |",
         f"| ratio | | {q['image_compressed_bytes']:.2f}x | | {q['added_compressed_bytes']:.2f}x |", "",
-        "| peak memory (ru_maxrss) | cold | warm | no-op |", "|---|---|---|---|",
+        "| peak memory (ru_maxrss) | cold | warm (max) | no-op |", "|---|---|---|---|",
         f"| ocibuild process | {o['cold']['peak_rss_mb']:.0f} MB | {o['warm_edit']['peak_rss_mb']:.0f} MB | "
         f"{o['noop']['peak_rss_mb']:.0f} MB |",
         f"| uv (its child) | {o['cold']['uv_peak_rss_mb']:.0f} MB | {o['warm_edit']['uv_peak_rss_mb']:.0f} MB | "
