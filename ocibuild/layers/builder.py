@@ -38,6 +38,12 @@ def _content_hash(entry: TarEntry) -> str:
         return ""
     if entry.data is not None:
         return hashlib.sha256(entry.data).hexdigest()
+    if entry.opener is not None:
+        h = hashlib.sha256()
+        with entry.opener() as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+        return h.hexdigest()
     if entry.source is None:
         raise LayerError(f"file entry {entry.path!r} has no content")
     h = hashlib.sha256()

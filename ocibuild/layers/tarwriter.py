@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import posixpath
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -28,6 +28,14 @@ class Writable(Protocol):
     def write(self, data: bytes) -> int: ...
 
 
+class ReadStream(Protocol):
+    """What an entry's ``opener`` returns: a readable context manager."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+    def __enter__(self) -> ReadStream: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TarEntry:
     """One entry of a layer. ``path`` is relative and POSIX (``app/main.py``); content comes from
@@ -40,6 +48,7 @@ class TarEntry:
     source: Path | None = None
     data: bytes | None = None
     linkname: str = ""
+    opener: Callable[[], ReadStream] | None = None  # streamed content (e.g. a zip member), read when written
 
     @classmethod
     def file(cls, path: str, data: bytes, *, executable: bool = False) -> TarEntry:
@@ -90,7 +99,7 @@ def with_parents(entries: Iterable[TarEntry]) -> list[TarEntry]:
             raise LayerError(f"two entries for {path!r} in one layer")
         if path != entry.path:
             entry = TarEntry(path=path, kind=entry.kind, mode=entry.mode, size=entry.size,
-                             source=entry.source, data=entry.data, linkname=entry.linkname)
+                             source=entry.source, data=entry.data, linkname=entry.linkname, opener=entry.opener)
         by_path[path] = entry
     for path in list(by_path):
         parent = posixpath.dirname(path)
@@ -145,6 +154,9 @@ def write_tar(entries: Iterable[TarEntry], out: Writable, options: TarOptions = 
                 tar.addfile(info)
             elif entry.data is not None:
                 tar.addfile(info, io.BytesIO(entry.data))
+            elif entry.opener is not None:
+                with entry.opener() as stream:
+                    tar.addfile(info, stream)
             elif entry.source is not None:
                 try:
                     with entry.source.open("rb") as f:

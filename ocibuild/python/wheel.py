@@ -18,6 +18,7 @@ import posixpath
 import re
 import zipfile
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from ..layers.tarwriter import EXEC_MODE, FILE_MODE, TarEntry
 __all__ = ["VenvLayout", "WheelInfo", "normalize_name", "read_wheel_info", "venv_entries", "wheel_entries"]
 
 INSTALLER_NAME = "ocibuild"
+STREAM_THRESHOLD = 1 << 20  # members larger than this are streamed from the zip, never held in memory
+STREAM_CHUNK = 1 << 20
 MAX_SHEBANG = 127  # the historical kernel limit for a '#!' line; longer ones get truncated on old kernels
 
 _SCHEMES: frozenset[str] = frozenset({"purelib", "platlib", "scripts", "data", "headers"})
@@ -333,10 +336,12 @@ def _verify(wheel: Path, name: str, data: bytes, rows: dict[str, _RecordRow | No
                              f"({row.algorithm}={row.digest} expected, {row.algorithm}={actual} found)")
 
 
-def _record_bytes(files: dict[str, bytes], record_target: str, site_packages: str) -> bytes:
+def _record_bytes(files: Mapping[str, bytes | _Streamed], record_target: str, site_packages: str) -> bytes:
     """The installed RECORD: every file relative to site-packages (``../../../bin/x`` for scripts),
     sha256 and size, sorted, RECORD itself without a hash, ``\\n`` line ends."""
-    rows = [(posixpath.relpath(target, site_packages), _sha256_field(data), str(len(data)))
+    rows = [(posixpath.relpath(target, site_packages),
+             data.sha256_field if isinstance(data, _Streamed) else _sha256_field(data),
+             str(data.size if isinstance(data, _Streamed) else len(data)))
             for target, data in files.items()]
     rows.append((posixpath.relpath(record_target, site_packages), "", ""))
     out = io.StringIO()
@@ -423,16 +428,47 @@ def _launcher(python: str, module: str, attr: str) -> bytes:
     return f"#!{python}\n{body}".encode()
 
 
+@dataclass(frozen=True, slots=True)
+class _Streamed:
+    """A big member, verified but not kept: it is read again from the zip when the layer is written."""
+
+    wheel: Path
+    member: str
+    size: int
+    sha256_field: str
+
+    def open(self) -> _MemberReader:
+        return _MemberReader(self.wheel, self.member)
+
+
+class _MemberReader:
+    """One zip member as a stream that closes its archive too."""
+
+    def __init__(self, wheel: Path, member: str) -> None:
+        self._zip = zipfile.ZipFile(wheel)
+        self._stream = self._zip.open(member)
+
+    def read(self, n: int = -1, /) -> bytes:
+        return self._stream.read(n)
+
+    def __enter__(self) -> _MemberReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stream.close()
+        self._zip.close()
+
+
 class _Files:
     """Installed files by absolute target path; a second file for one path is an error naming both."""
 
     def __init__(self, wheel: Path) -> None:
         self._wheel = wheel
-        self.data: dict[str, bytes] = {}
+        self.data: dict[str, bytes | _Streamed] = {}
         self.executable: dict[str, bool] = {}
         self._origin: dict[str, str] = {}
 
-    def add(self, target: str, data: bytes, *, executable: bool, origin: str) -> None:
+    def add(self, target: str, data: bytes | _Streamed, *, executable: bool, origin: str) -> None:
         if target in self.data:
             raise _broken(self._wheel, f"{self._origin[target]} and {origin} both install {target}")
         self.data[target] = data
@@ -440,13 +476,42 @@ class _Files:
         self._origin[target] = origin
 
 
+def _stream_verify(wheel: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, rows: dict[str, _RecordRow | None],
+                   dist_info: str) -> _Streamed:
+    """Check a big member against RECORD in one streaming pass, keeping only its hash."""
+    row = rows.get(info.filename)
+    if info.filename not in rows:
+        raise _broken(wheel, f"member {info.filename!r} is not listed in RECORD")
+    if row is None:
+        raise _broken(wheel, f"member {info.filename!r} has no hash in RECORD")
+    recorded, sha = hashlib.new(row.algorithm), hashlib.sha256()
+    size = 0
+    try:
+        with zf.open(info) as f:
+            while chunk := f.read(STREAM_CHUNK):
+                recorded.update(chunk)
+                sha.update(chunk)
+                size += len(chunk)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise _broken(wheel, f"member {info.filename!r} cannot be decompressed ({exc})") from None
+    if row.size is not None and row.size != size:
+        raise _broken(wheel, f"member {info.filename!r} is {size} bytes but RECORD says {row.size}")
+    actual = _urlsafe_digest(recorded.digest())
+    if actual != row.digest:
+        raise _broken(wheel, f"member {info.filename!r} does not match its RECORD hash "
+                             f"({row.algorithm}={row.digest} expected, {row.algorithm}={actual} found)")
+    return _Streamed(wheel=wheel, member=info.filename, size=size,
+                     sha256_field="sha256=" + _urlsafe_digest(sha.digest()))
+
+
 def wheel_entries(path: Path, layout: VenvLayout) -> list[TarEntry]:
     """Every file ``path`` installs into the venv ``layout``, as layer entries (parents are left to the
     tar writer). Members are verified against RECORD, scripts get the venv's python, console and gui
     entry points get launchers, and INSTALLER and a rewritten RECORD are added.
 
-    Content is held as bytes: the whole unpacked wheel is in memory at once, which is fine for normal
-    wheels but means a multi-GB wheel (some CUDA builds) needs that much RAM.
+    Small members are held as bytes; members over ``STREAM_THRESHOLD`` are verified in one streaming
+    pass and read again from the zip when the layer is written, so memory does not grow with the wheel
+    (``libtorch_cpu.so`` alone is 434 MB).
     """
     with _open_zip(path) as zf:
         members = _file_members(path, zf)
@@ -457,11 +522,16 @@ def wheel_entries(path: Path, layout: VenvLayout) -> list[TarEntry]:
         for name, info in members.items():
             if name == record_name:
                 continue
+            scheme, rel = _split_scheme(path, name, parsed)
+            if info.file_size > STREAM_THRESHOLD and scheme != "scripts" and name != installer_name:
+                files.add(f"{_scheme_root(scheme, layout, parsed.name)}/{rel}",
+                          _stream_verify(path, zf, info, rows, parsed.dist_info),
+                          executable=_zip_executable(info), origin=f"member {name!r}")
+                continue
             data = _read_member(path, zf, info)
             _verify(path, name, data, rows, parsed.dist_info)
             if name == installer_name:  # ours replaces it
                 continue
-            scheme, rel = _split_scheme(path, name, parsed)
             executable = _zip_executable(info)
             if scheme == "scripts":
                 data, executable = _rewrite_shebang(data, layout.python), True
@@ -481,8 +551,14 @@ def wheel_entries(path: Path, layout: VenvLayout) -> list[TarEntry]:
     record_target = f"{layout.site_packages}/{record_name}"
     record = _record_bytes(files.data, record_target, layout.site_packages)
     files.add(record_target, record, executable=False, origin="RECORD")
-    return [TarEntry(path=target.lstrip("/"), kind="file", mode=EXEC_MODE if files.executable[target] else FILE_MODE,
-                     size=len(data), data=data) for target, data in files.data.items()]
+    return [_entry(target, data, files.executable[target]) for target, data in files.data.items()]
+
+
+def _entry(target: str, data: bytes | _Streamed, executable: bool) -> TarEntry:
+    mode = EXEC_MODE if executable else FILE_MODE
+    if isinstance(data, _Streamed):
+        return TarEntry(path=target.lstrip("/"), kind="file", mode=mode, size=data.size, opener=data.open)
+    return TarEntry(path=target.lstrip("/"), kind="file", mode=mode, size=len(data), data=data)
 
 
 def venv_entries(layout: VenvLayout) -> list[TarEntry]:
