@@ -518,3 +518,49 @@ def test_end_to_end_venv(tmp_path: Path, real_wheels: dict[str, Path]) -> None:
     out = subprocess.run([str(python), "-c", code], env=_clean_env(), capture_output=True, text=True, check=True,
                          timeout=60)
     assert out.stdout == f"{root / 'opt/venv'}\n['../../../bin/hello']\n"
+
+
+def test_big_members_are_streamed_not_held(tmp_path: Path) -> None:
+    """A member over STREAM_THRESHOLD is verified by streaming and read again when the layer is written."""
+    import base64
+    import hashlib
+    import io
+    import os
+    import tarfile
+    import zipfile
+
+    from ocibuild.layers import write_tar
+    from ocibuild.python.wheel import STREAM_THRESHOLD, VenvLayout, wheel_entries
+
+    big = os.urandom(STREAM_THRESHOLD + 12345)
+    files = {"bigpkg/__init__.py": b"", "bigpkg/weights.bin": big,
+             "bigpkg-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: bigpkg\nVersion: 1.0\n",
+             "bigpkg-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{k},sha256={base64.urlsafe_b64encode(hashlib.sha256(v).digest()).rstrip(b'=').decode()},"
+                     f"{len(v)}\n" for k, v in files.items()) + "bigpkg-1.0.dist-info/RECORD,,\n"
+    wheel = tmp_path / "bigpkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+        zf.writestr("bigpkg-1.0.dist-info/RECORD", record)
+    entries = {e.path: e for e in wheel_entries(wheel, VenvLayout())}
+    streamed = entries["opt/venv/lib/python3.11/site-packages/bigpkg/weights.bin"]
+    assert streamed.data is None and streamed.opener is not None and streamed.size == len(big)
+    buf = io.BytesIO()
+    write_tar(list(entries.values()), buf)
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
+        member = tar.extractfile("opt/venv/lib/python3.11/site-packages/bigpkg/weights.bin")
+        assert member is not None and member.read() == big
+        installed_record = tar.extractfile("opt/venv/lib/python3.11/site-packages/bigpkg-1.0.dist-info/RECORD")
+        assert installed_record is not None
+        digest = base64.urlsafe_b64encode(hashlib.sha256(big).digest()).rstrip(b"=").decode()
+        assert f"bigpkg/weights.bin,sha256={digest},{len(big)}" in installed_record.read().decode()
+    # a tampered big member is still caught
+    tampered = tmp_path / "t" / wheel.name
+    tampered.parent.mkdir()
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(tampered, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            dst.writestr(info, data[:-1] + b"X" if info.filename.endswith("weights.bin") else data)
+    with pytest.raises(LayerError, match="does not match its RECORD hash"):
+        wheel_entries(tampered, VenvLayout())
