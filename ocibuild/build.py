@@ -22,7 +22,7 @@ from .sinks import check_output, write_output
 from .sources import ANY_PLATFORM, BaseImage, resolve_base
 from .spec import ContainerConfig, Descriptor, History, ImageConfig, Platform
 from .store import ContentStore
-from .transports import DockerArchive, Location, OciArchive, OciLayout, Registry
+from .transports import DebianBase, DockerArchive, Location, OciArchive, OciLayout, Registry
 
 BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"
@@ -156,6 +156,8 @@ class _FileLayer:
 def _file_layers(plan: BuildPlan, store: ContentStore, on_event: EventHandler) -> list[_FileLayer]:
     """The plan's file layers: platform-independent, so built once for every platform."""
     skip = [*_local_outputs(plan), store.root]
+    skip += [b.lock.absolute() for b in (plan.base, *plan.base_by_platform.values())
+             if isinstance(b, DebianBase) and b.lock is not None]  # written by the build itself
     out = []
     for spec in plan.layers:
         start = time.monotonic()

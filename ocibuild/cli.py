@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import __version__
 from .build import build
-from .config import Overrides, load_plan
+from .config import DEFAULT_DEBIAN_PACKAGES, Overrides, load_plan
 from .errors import ConfigError, OcibuildError, RegistryError
 from .events import BaseResolved, BlobTransferred, Event, LayerDone, Note, OutputDone, Progress, Pushed
 from .registry import (
@@ -156,6 +156,31 @@ def _parser() -> argparse.ArgumentParser:
     _registry_options(fetch)
     fetch.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
+    base = sub.add_parser("base", help="make a base image")
+    base_sub = base.add_subparsers(dest="base_kind", metavar="KIND", required=True)
+    deb = base_sub.add_parser("debian", help="a base assembled from Debian packages (no registry, no root)",
+                              description="Resolve, verify and unpack Debian packages into a base image: "
+                                          "no maintainer script runs, nothing is emulated.")
+    deb.add_argument("--suite", default="bookworm", help="Debian suite (default: bookworm)")
+    deb.add_argument("--packages", default=",".join(DEFAULT_DEBIAN_PACKAGES),
+                     help=f"comma-separated packages (default: {','.join(DEFAULT_DEBIAN_PACKAGES)})")
+    deb.add_argument("--platform", help="comma-separated platforms (default: the host's), e.g. linux/amd64,linux/arm64")
+    deb.add_argument("--output", "-o", action="append", default=[], required=True, metavar="LOCATION",
+                     help="where to write the base (repeatable): oci:DIR[:TAG], oci-archive:FILE, docker://...")
+    deb.add_argument("--mirror", help="Debian mirror URL (default: the host's apt mirror, else deb.debian.org); "
+                                      "file:// works")
+    deb.add_argument("--deb-dir", type=Path, help="a folder of .deb files to use instead of a mirror (offline)")
+    deb.add_argument("--lock", type=Path, help="lock file: reused if it matches, written otherwise")
+    deb.add_argument("--update", action="store_true", help="resolve again and rewrite the lock file")
+    deb.add_argument("--allow-unsigned", action="store_true", help="accept a release without a valid signature")
+    deb.add_argument("--security", action="store_true", help="also take packages from SUITE-security")
+    deb.add_argument("--compression", help="gzip (default), zstd or none")
+    deb.add_argument("--cache-dir", type=Path, help="content store")
+    deb.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials for a docker:// output")
+    _registry_options(deb)
+    deb.add_argument("--quiet", "-q", action="store_true", help="print only the digest")
+    deb.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
     login = sub.add_parser("login", help="store registry credentials the way docker does",
                            description="Check credentials against REGISTRY and store them in $DOCKER_CONFIG/"
                                        "config.json (or its credential helper), where docker, podman, skopeo and "
@@ -239,6 +264,44 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_base(args: argparse.Namespace) -> int:
+    from .debian import DebianSpec, build_base
+    from .image import Artifact, Index
+    from .layers import Compression
+    from .sinks import check_output, write_output
+    from .sources import host_platform
+    from .spec import Platform
+    from .transports import parse_location
+
+    try:
+        platforms = [Platform.parse(p) for p in args.platform.split(",")] if args.platform else [host_platform()]
+        compression = Compression.parse(args.compression) if args.compression else Compression()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    outputs = [parse_location(o) for o in args.output]
+    for output in outputs:
+        check_output(output)
+    packages = tuple(p.strip() for p in args.packages.split(",") if p.strip())
+    if not packages:
+        raise ConfigError("--packages: name at least one package, e.g. python3")
+    spec = DebianSpec(suite=args.suite, packages=packages, mirror=args.mirror, deb_dir=args.deb_dir,
+                      allow_unsigned=args.allow_unsigned, security=args.security)
+    store = ContentStore(args.cache_dir) if args.cache_dir else ContentStore.default()
+    reporter = _Reporter(args.quiet)
+    started = time.monotonic()
+    images = build_base(spec, platforms, store, lock_path=args.lock, update=args.update, compression=compression)
+    reporter(Note(text=f"base    Debian {args.suite}: {', '.join(packages)} for "
+                       f"{', '.join(str(i.config.platform) for i in images)} ({time.monotonic() - started:.1f}s)"))
+    artifact: Artifact = images[0] if len(images) == 1 else Index.assemble(images)
+    explicit = [StaticCredentials(Credentials.parse(args.creds, "--creds"))] if args.creds else []
+    client = _client(args, reporter, explicit)
+    for output in outputs:
+        write_output(output, artifact, store, client=client)
+        reporter(Note(text=f"wrote   {output}"))
+    print(artifact.digest)
+    return 0
+
+
 def _cmd_login(args: argparse.Namespace) -> int:
     try:
         host = Reference.parse(f"{args.registry.removeprefix('https://').rstrip('/')}/probe").registry
@@ -272,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.DEBUG, format="debug: %(name)s: %(message)s", stream=sys.stderr)
         logging.getLogger("urllib3").setLevel(logging.INFO)  # its debug lines would show query strings
     try:
-        commands = {"login": _cmd_login, "fetch": _cmd_fetch, "build": _cmd_build}
+        commands = {"login": _cmd_login, "fetch": _cmd_fetch, "build": _cmd_build, "base": _cmd_base}
         return commands[args.command](args)
     except OcibuildError as exc:
         if debug:

@@ -12,18 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .debian.spec import DebianSpec
 from .errors import ConfigError
 from .layers.compress import Compression
 from .plan import BuildPlan, ImageSettings, LayerSpec, PythonSpec, source_date_epoch
 from .spec import Platform
-from .transports import Location, parse_location
+from .transports import DebianBase, Location, parse_location
 
 BUILD_FILE = "ocibuild.toml"
 TOP_KEYS = ("base", "platform", "platforms", "entrypoint", "cmd", "workdir", "user", "env", "labels", "annotations",
             "ports", "volumes", "stop_signal", "layers", "compression", "outputs", "python")
 LAYER_KEYS = ("src", "dest", "exclude", "name")
 PYTHON_KEYS = ("requirements", "lock", "project", "venv", "interpreter", "python_version", "libc", "libc_version",
-               "index_url", "extra_index_urls", "find_links", "no_index", "max_layers")
+               "index_url", "extra_index_urls", "find_links", "no_index", "max_layers", "bytecode")
 DEFAULT_APP_DIR = "/app"
 
 
@@ -190,6 +191,48 @@ def _str_list(value: Any, key: str, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+DEFAULT_DEBIAN_PACKAGES = ("python3", "ca-certificates", "libstdc++6", "libgomp1")
+DEBIAN_KEYS = ("suite", "packages", "mirror", "deb_dir", "components", "allow_unsigned", "lock", "architectures",
+               "security")
+
+
+def _debian_base(table: dict[str, Any], project: Path, where: str) -> DebianBase:
+    """``[base.debian]``: a base assembled from Debian packages (not a registry reference)."""
+    at = f"{where}: base.debian"
+    if set(table) != {"debian"}:
+        raise ConfigError(f"{at}: a Debian base table holds only 'debian' (found {', '.join(sorted(table))})")
+    t = table["debian"]
+    if not isinstance(t, dict):
+        raise ConfigError(f'{at} must be a table, e.g. [base.debian] suite = "bookworm" packages = ["python3"]')
+    _unknown(list(t), DEBIAN_KEYS, at)
+    from .debian.spec import platform_for
+
+    kwargs: dict[str, Any] = {"packages": DEFAULT_DEBIAN_PACKAGES}
+    if "suite" in t:
+        kwargs["suite"] = _str(t["suite"], "suite", at)
+    if "packages" in t:
+        kwargs["packages"] = _str_list(t["packages"], "packages", at)
+    if "components" in t:
+        kwargs["components"] = _str_list(t["components"], "components", at)
+    if "mirror" in t:
+        kwargs["mirror"] = _str(t["mirror"], "mirror", at)
+    if "deb_dir" in t:
+        kwargs["deb_dir"] = project / _str(t["deb_dir"], "deb_dir", at)
+    for flag in ("allow_unsigned", "security"):
+        if flag in t:
+            if not isinstance(t[flag], bool):
+                raise ConfigError(f"{at}: {flag} must be true or false")
+            kwargs[flag] = t[flag]
+    arches = _str_list(t.get("architectures", ["amd64", "arm64"]), "architectures", at)
+    for arch in arches:
+        try:
+            platform_for(arch)
+        except ConfigError as exc:
+            raise ConfigError(f"{at}: {exc}") from None
+    lock = project / _str(t["lock"], "lock", at) if "lock" in t else None
+    return DebianBase(spec=DebianSpec(**kwargs), lock=lock, architectures=arches)
+
+
 def _python_spec(data: Any, overrides: Overrides, project: Path, where: str) -> PythonSpec | None:
     """The ``python`` table (plus --requirements / --python... flags), or None if neither is given."""
     cli = any((overrides.requirements, overrides.python, overrides.python_version, overrides.find_links,
@@ -220,6 +263,9 @@ def _python_spec(data: Any, overrides: Overrides, project: Path, where: str) -> 
     install_project = table.get("project", has_project)
     if not isinstance(install_project, bool):
         raise ConfigError(f"{at}: project must be true or false")
+    bytecode = table.get("bytecode", False)
+    if not isinstance(bytecode, bool):
+        raise ConfigError(f"{at}: bytecode must be true or false")
     max_layers = table.get("max_layers", 20)
     if not isinstance(max_layers, int) or not 2 <= max_layers <= 100:
         raise ConfigError(f"{at}: max_layers must be a whole number from 2 to 100")
@@ -244,7 +290,7 @@ def _python_spec(data: Any, overrides: Overrides, project: Path, where: str) -> 
                       interpreter=opt.get("interpreter"), python_version=opt.get("python_version"),
                       libc=opt.get("libc"), libc_version=opt.get("libc_version"), index_url=opt.get("index_url", ""),
                       extra_index_urls=_str_list(table.get("extra_index_urls", []), "extra_index_urls", at),
-                      find_links=tuple(links), no_index=no_index, max_layers=max_layers)
+                      find_links=tuple(links), no_index=no_index, max_layers=max_layers, bytecode=bytecode)
 
 
 def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), config_file: Path | None = None,
@@ -259,9 +305,18 @@ def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), co
     where = where or str(project)
     _unknown(list(data), TOP_KEYS, where)
 
-    base_text = overrides.base if overrides.base is not None else data.get("base", "scratch")
+    base_text = overrides.base if overrides.base is not None else data.get("base")
     base_by_platform: dict[str, Location] = {}
-    if isinstance(base_text, dict):  # {"linux/amd64" = "...", "linux/arm64" = "..."}
+    debian: DebianBase | None = None
+    if base_text is None:
+        # the default: Debian's python3 (+ the C++ and OpenMP runtimes numpy/scikit-learn/torch wheels expect),
+        # built from packages and cached
+        debian = DebianBase(spec=DebianSpec(packages=DEFAULT_DEBIAN_PACKAGES))
+        base_text = "scratch"
+    elif isinstance(base_text, dict) and "debian" in base_text:
+        debian = _debian_base(base_text, project, where)
+        base_text = "scratch"
+    elif isinstance(base_text, dict):  # {"linux/amd64" = "...", "linux/arm64" = "..."}
         for key, value in base_text.items():
             base_by_platform[str(_platform(key, f"{where}: base"))] = _location(_str(value, f"base.{key}", where),
                                                                                 project, "base")
@@ -269,7 +324,7 @@ def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), co
             raise ConfigError(f"{where}: base table is empty; map platforms to images, e.g. "
                               '{ "linux/amd64" = "oci:bases/amd64:py" }')
         base_text = "scratch"
-    base = _location(_str(base_text, "base", where), None if overrides.base else project, "base")
+    base: Location = debian or _location(_str(base_text, "base", where), None if overrides.base else project, "base")
     raw_platforms: Any = overrides.platform or data.get("platforms") or data.get("platform")
     if isinstance(raw_platforms, str):
         raw_platforms = [p.strip() for p in raw_platforms.split(",") if p.strip()]

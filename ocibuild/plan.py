@@ -86,6 +86,7 @@ class PythonSpec:
     no_index: bool | None = None
     max_layers: int = 20
     big_wheel_mb: float = 8.0
+    bytecode: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .debian.spec import DebianSpec
 from .errors import ConfigError
 from .spec import Reference
 
@@ -60,7 +61,20 @@ class Registry:
         return f"docker://{self.reference}"
 
 
-Location = Scratch | OciLayout | OciArchive | DockerArchive | Registry
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DebianBase:
+    """A base assembled from Debian packages (``[base.debian]`` in the build file). ``lock`` keeps the
+    exact packages; None means the cache's own lock for this package set."""
+
+    spec: DebianSpec
+    lock: Path | None = None
+    architectures: tuple[str, ...] = ("amd64", "arm64")
+
+    def __str__(self) -> str:
+        return f"debian packages ({self.spec.suite}: {', '.join(self.spec.packages)})"
+
+
+Location = Scratch | OciLayout | OciArchive | DockerArchive | Registry | DebianBase
 
 
 def _split_path_tag(rest: str, text: str, kind: str) -> tuple[Path, str | None]:

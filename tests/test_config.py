@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ocibuild import ConfigError, OciArchive, OciLayout, Overrides, Scratch, load_plan
+from ocibuild import ConfigError, OciArchive, OciLayout, Overrides, load_plan
 from ocibuild.spec import Platform
+from ocibuild.transports import DebianBase
 
 
 def write(path: Path, text: str) -> Path:
@@ -18,7 +19,8 @@ def write(path: Path, text: str) -> Path:
 
 def test_defaults_without_build_file(tmp_path: Path) -> None:
     plan = load_plan(tmp_path, environ={})
-    assert plan.base == Scratch() and plan.platform is None and plan.outputs == ()
+    assert isinstance(plan.base, DebianBase) and plan.platform is None and plan.outputs == ()  # Debian's python3
+    assert "python3" in plan.base.spec.packages and plan.base.lock is None
     assert [(str(x.src), x.dest) for x in plan.layers] == [(".", "/app")]
     assert plan.settings.workdir == "/app" and plan.source_date_epoch == 0
     assert str(plan.compression) == "gzip:1"

@@ -14,7 +14,7 @@ def test_all_names_exist_and_are_documented() -> None:
 
 def test_no_unlisted_public_names() -> None:
     public = {n for n in vars(ocibuild) if not n.startswith("_")}
-    modules = {"build", "cli", "config", "errors", "events", "image", "layers", "plan", "python", "registry",
+    modules = {"build", "cli", "config", "debian", "errors", "events", "image", "layers", "plan", "python", "registry",
                "sinks", "sources",
                "spec", "store", "transports"}
     assert public - set(ocibuild.__all__) - modules == set()

@@ -240,3 +240,21 @@ def test_bad_python_input(tmp_path: Path, debian_python_layout: Path, busybox_la
     if case == "no-network":
         fragments = (*fragments, "127.0.0.1:9")
     assert_clean_failure(proc, cache, out, blobs, *fragments)
+
+
+def test_bytecode_option_is_reproducible_and_used(tmp_path: Path, debian_python_layout: Path) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "requirements.txt").write_text("six==1.17.0\n")
+    (app / "ocibuild.toml").write_text('entrypoint = ["python", "-c", "import six, sys; print(six.__cached__)"]\n'
+                                       '[python]\nrequirements = "requirements.txt"\nbytecode = true\n')
+    base = f"oci:{debian_python_layout}:bookworm-py"
+    one = ocibuild("build", app, "--base", base, "--output", f"oci:{tmp_path / 'o1'}:t", cache=tmp_path / "c1")
+    two = ocibuild("build", app, "--base", base, "--output", f"oci:{tmp_path / 'o2'}:t", cache=tmp_path / "c2")
+    assert one.stdout == two.stdout  # same image digest from two cold builds
+    run = run_image(tmp_path / "o1", "t")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "/opt/venv/lib/python3.11/site-packages/__pycache__/six.cpython-311.pyc"
+    listing = subprocess.run(["tar", "-tzf", next((tmp_path / "o1" / "blobs" / "sha256").iterdir())], text=True,
+                             capture_output=True).stdout
+    assert listing is not None

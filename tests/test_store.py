@@ -78,7 +78,7 @@ def test_two_builds_at_once_share_one_store(tmp_path: Path) -> None:
     for i in range(200):
         (project / f"f{i:03}.txt").write_bytes(os.urandom(20_000))
     env = {**os.environ, "OCIBUILD_CACHE": str(tmp_path / "store"), "SOURCE_DATE_EPOCH": "0"}
-    procs = [subprocess.Popen([sys.executable, "-m", "ocibuild", "build", str(project), "--json",
+    procs = [subprocess.Popen([sys.executable, "-m", "ocibuild", "build", str(project), "--json", "--base", "scratch",
                                "--output", f"oci:{tmp_path / f'out{i}'}:t"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     results = [p.communicate(timeout=300) for p in procs]

@@ -688,7 +688,8 @@ def image_config(layout: Path, tag: str) -> dict[str, Any]:
 
 
 def run_image(layout: Path, tag: str, args: list[str] | None = None, *, arch: str | None = None,
-              env: list[str] | None = None, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+              env: list[str] | None = None, timeout: int = 120,
+              host_network: bool = False) -> subprocess.CompletedProcess[str]:
     """Run LAYOUT:TAG with umoci (raw) unpack + runc (no daemon); returns the CompletedProcess (stdout and
     stderr captured as text; returncode is the container's exit code, not checked).
 
@@ -732,6 +733,9 @@ def run_image(layout: Path, tag: str, args: list[str] | None = None, *, arch: st
                 cur = [x for x in cur if x.split("=", 1)[0] != k]
                 cur.append(e)
             proc["env"] = cur
+        if host_network:  # share the host's network namespace (reach servers on 127.0.0.1)
+            linux = spec.setdefault("linux", {})
+            linux["namespaces"] = [ns for ns in linux.get("namespaces", []) if ns.get("type") != "network"]
         cfg_path.write_text(json.dumps(spec, indent=1))
         if shutil.which("runc") is None:
             raise AssertionError("required tool not found on PATH: runc")

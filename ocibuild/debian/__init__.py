@@ -17,8 +17,10 @@ How it works, step by step (each has its own function for callers that want only
    ``spec.keyring`` (default ``/usr/share/keyrings/debian-archive-keyring.gpg``); a release that
    cannot be verified raises ``SignatureError`` unless ``allow_unsigned=True``. Each
    ``<component>/binary-<arch>/Packages.xz`` is checked against the release's sha256 and every
-   ``.deb`` against the index's (or the lock's) sha256. ``spec.deb_dir`` instead reads the control
-   files of a folder of ``.deb`` files (offline; the folder is trusted as given).
+   ``.deb`` against the index's (or the lock's) sha256; an expired ``Valid-Until`` is refused.
+   ``spec.security`` adds ``<suite>-security`` (newest version wins; such packages record their
+   mirror in the lock). ``spec.deb_dir`` instead reads the control files of a folder of ``.deb``
+   files (offline; the folder is trusted as given).
 2. **Resolution** (``resolve``, ``Resolver``): Depends/Pre-Depends with versions (dpkg's version
    order, ``compare_versions``), alternatives, virtual packages; dependencies on Essential packages
    and on ``spec.exclude`` (debconf) are treated as met, so no shell, dpkg or perl comes along unless
@@ -50,7 +52,7 @@ from .assemble import BaseLayer, build_base, build_layers, group_of, image_for, 
 from .control import Relation, parse_relations
 from .index import PackageIndex, PackageInfo
 from .lock import DebianLock, LockedPackage, LockFile
-from .mirror import DEFAULT_MIRROR, default_mirror, host_mirror
+from .mirror import DEFAULT_MIRROR, DEFAULT_SECURITY_MIRROR, default_mirror, default_security_mirror, host_mirror
 from .release import DEFAULT_KEYRING, Release, SignatureError
 from .resolve import DEFAULT_EXCLUDE, ResolutionError, Resolver, UnknownPackage
 from .spec import DebianSpec, debian_arch, platform_for
@@ -60,6 +62,7 @@ __all__ = [
     "DEFAULT_EXCLUDE",
     "DEFAULT_KEYRING",
     "DEFAULT_MIRROR",
+    "DEFAULT_SECURITY_MIRROR",
     "BaseLayer",
     "DebVersion",
     "DebianLock",
@@ -79,6 +82,7 @@ __all__ = [
     "compare_versions",
     "debian_arch",
     "default_mirror",
+    "default_security_mirror",
     "group_of",
     "host_mirror",
     "image_for",

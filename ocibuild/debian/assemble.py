@@ -48,7 +48,8 @@ def resolve(spec: DebianSpec, arch: str, store: ContentStore, *, lock: Path | No
         arch=arch, suite=spec.suite, mirror=found.mirror, release=found.release, codename=found.codename,
         inputs=inputs_fingerprint(spec),
         packages=tuple(LockedPackage(name=p.name, version=p.version, architecture=p.architecture,
-                                     filename=p.filename, sha256=p.sha256, size=p.size) for p in chosen))
+                                     filename=p.filename, sha256=p.sha256, size=p.size, mirror=p.origin)
+                      for p in chosen))
     if lock is not None:
         updated(existing, spec, result).write(lock)
     return result

@@ -15,7 +15,7 @@ from ..errors import SourceError
 
 _RELATION = re.compile(
     r"^\s*(?P<name>[a-z0-9][a-z0-9+.\-]*)(?::(?P<qual>[a-z0-9\-]+))?\s*"
-    r"(?:\(\s*(?P<op><<|<=|>=|>>|=|<|>)\s*(?P<version>[^)\s]+)\s*\))?\s*"
+    r"(?:\(\s*(?P<op><<|<=|>=|>>|=|<|>)\s*(?P<version>[^)\s<>=][^)\s]*)\s*\))?\s*"
     r"(?:\[(?P<archs>[^\]]*)\])?\s*(?P<profiles>(?:<[^>]*>\s*)*)$"
 )
 

@@ -21,6 +21,7 @@ class PackageInfo:
     filename: str  # path below the mirror root (``pool/main/...``) or the file name in a deb folder
     sha256: str
     size: int
+    origin: str = ""  # mirror base URL when not the main source's
     fields: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -45,13 +46,13 @@ class PackageInfo:
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str], *, filename: str = "", sha256: str = "",
-                    size: int = 0) -> PackageInfo:
+                    size: int = 0, origin: str = "") -> PackageInfo:
         try:
             return cls(name=fields["Package"], version=fields["Version"],
                        architecture=fields.get("Architecture", "all"),
                        filename=filename or fields.get("Filename", ""),
                        sha256=(sha256 or fields.get("SHA256", "")).lower(),
-                       size=size or int(fields.get("Size", "0") or 0), fields=dict(fields))
+                       size=size or int(fields.get("Size", "0") or 0), origin=origin, fields=dict(fields))
         except (KeyError, ValueError) as exc:
             raise SourceError(f"malformed package stanza {fields.get('Package', '?')!r}: {exc}") from None
 
@@ -86,12 +87,13 @@ class PackageIndex:
                 op, _, version = rest.rstrip(") \t").strip().partition(" ")
                 self.providers.setdefault(name, []).append((package, version.strip() if op == "=" else ""))
 
-    def add_packages_file(self, text: str) -> None:
-        """Add every stanza of a ``Packages`` file (only the fields resolution and locking need are kept)."""
+    def add_packages_file(self, text: str, *, origin: str = "") -> None:
+        """Add every stanza of a ``Packages`` file (only the fields resolution and locking need are kept);
+        ``origin`` is the mirror the files come from, if not the main one."""
         for paragraph in text.split("\n\n"):
             fields = dict(_FIELD.findall(paragraph))
             if fields:
-                self.add(PackageInfo.from_fields(fields))
+                self.add(PackageInfo.from_fields(fields, origin=origin))
 
     def candidates(self, name: str) -> list[PackageInfo]:
         """Real packages called ``name``, newest first."""

@@ -42,15 +42,20 @@ class LockedPackage:
     filename: str
     sha256: str
     size: int
+    mirror: str = ""  # set when the file is not on the lock's main mirror (e.g. debian-security)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "architecture": self.architecture,
-                "filename": self.filename, "sha256": self.sha256, "size": self.size}
+        out: dict[str, Any] = {"name": self.name, "version": self.version, "architecture": self.architecture,
+                               "filename": self.filename, "sha256": self.sha256, "size": self.size}
+        if self.mirror:
+            out["mirror"] = self.mirror
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LockedPackage:
         return cls(name=str(data["name"]), version=str(data["version"]), architecture=str(data["architecture"]),
-                   filename=str(data["filename"]), sha256=str(data["sha256"]).lower(), size=int(data["size"]))
+                   filename=str(data["filename"]), sha256=str(data["sha256"]).lower(), size=int(data["size"]),
+                   mirror=str(data.get("mirror", "")))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -75,8 +80,10 @@ class DebianLock:
 
 def inputs_fingerprint(spec: DebianSpec) -> str:
     """Hash of what decides a resolution: suite, components, requested and excluded names, source kind."""
-    data = {"suite": spec.suite, "components": list(spec.components), "packages": sorted(spec.packages),
+    data: dict[str, Any] = {"suite": spec.suite, "components": list(spec.components), "packages": sorted(spec.packages),
             "exclude": sorted(spec.exclude), "source": "deb_dir" if spec.deb_dir else "mirror"}
+    if spec.security:
+        data["security"] = True
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -17,6 +17,7 @@ from ..store import CHUNK, ContentStore
 from .control import iter_stanzas
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 APT_SOURCES = Path("/etc/apt/sources.list")
 APT_SOURCES_DIR = Path("/etc/apt/sources.list.d")
 TIMEOUT = (15, 120)  # connect, read (seconds)
@@ -55,6 +56,8 @@ def host_mirror(suite: str, *, sources: Path = APT_SOURCES, sources_dir: Path = 
     for uri, suites in usable:
         if suite in suites:
             return uri
+    if suite.endswith("-security"):
+        return None
     for uri, _ in usable:
         if "security" not in uri:
             return uri
@@ -64,6 +67,11 @@ def host_mirror(suite: str, *, sources: Path = APT_SOURCES, sources_dir: Path = 
 def default_mirror(suite: str) -> str:
     """The host's apt mirror for ``suite``, else http://deb.debian.org/debian."""
     return host_mirror(suite) or DEFAULT_MIRROR
+
+
+def default_security_mirror(suite: str) -> str:
+    """The host's apt mirror for ``<suite>-security``, else http://deb.debian.org/debian-security."""
+    return host_mirror(f"{suite}-security") or DEFAULT_SECURITY_MIRROR
 
 
 def _local_path(url: str) -> Path | None:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import shutil
 import subprocess
 import tempfile
@@ -29,6 +31,7 @@ class Release:
     codename: str
     version: str
     date: str
+    valid_until: str
     architectures: tuple[str, ...]
     components: tuple[str, ...]
     files: Mapping[str, tuple[str, int]] = field(default_factory=dict)
@@ -46,7 +49,8 @@ class Release:
             if len(parts) == 3:
                 files[parts[2]] = (parts[0].lower(), int(parts[1]))
         return cls(suite=st.get("Suite", ""), codename=st.get("Codename", ""), version=st.get("Version", ""),
-                   date=st.get("Date", ""), architectures=tuple(st.get("Architectures", "").split()),
+                   date=st.get("Date", ""), valid_until=st.get("Valid-Until", ""),
+                   architectures=tuple(st.get("Architectures", "").split()),
                    components=tuple(st.get("Components", "").split()), files=files, signed=signed)
 
 
@@ -137,4 +141,17 @@ def fetch_release(fetcher: Fetcher, suite: str, *, keyring: Path | None = None,
     if suite not in (release.suite, release.codename):
         raise SourceError(f"{fetcher.url(base)} describes suite {release.suite!r} ({release.codename!r}), not "
                           f"{suite!r}; the mirror is misconfigured or serving a replayed file")
+    if release.valid_until and not allow_unsigned and _expired(release.valid_until):
+        raise SignatureError(f"{fetcher.url(base)} expired on {release.valid_until} (Valid-Until): the mirror is "
+                             "stale or replaying an old release; use an up-to-date mirror (or allow_unsigned=True)")
     return release, raw
+
+
+def _expired(valid_until: str) -> bool:
+    try:
+        until = email.utils.parsedate_to_datetime(valid_until)
+    except (TypeError, ValueError):
+        return True
+    if until.tzinfo is None:
+        until = until.replace(tzinfo=datetime.UTC)
+    return until < datetime.datetime.now(datetime.UTC)

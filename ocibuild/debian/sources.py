@@ -18,7 +18,7 @@ from ..store import CHUNK, ContentStore
 from .deb import control_fields, read_members
 from .index import PackageIndex, PackageInfo
 from .lock import LockedPackage
-from .mirror import Fetcher, default_mirror
+from .mirror import Fetcher, default_mirror, default_security_mirror
 from .release import Release, fetch_release
 from .spec import DebianSpec
 
@@ -55,26 +55,22 @@ def _decompress(name: str, data: bytes) -> bytes:
     return data
 
 
-class MirrorSource:
-    """A Debian mirror (``http(s)://`` or ``file://``): InRelease verified with gpgv, indexes and
-    ``.deb`` files checked by the sha256 the signed chain (or the lock) gives."""
+class _Suite:
+    """One suite on one mirror: its verified release and its ``Packages`` indexes."""
 
-    def __init__(self, spec: DebianSpec, mirror: str | None = None) -> None:
+    def __init__(self, spec: DebianSpec, mirror: str, suite: str) -> None:
         self.spec = spec
-        self.fetcher = Fetcher(mirror or spec.mirror or default_mirror(spec.suite))
+        self.suite = suite
+        self.fetcher = Fetcher(mirror)
         self._release: Release | None = None
-
-    @property
-    def mirror(self) -> str:
-        return self.fetcher.mirror
 
     def release(self) -> Release:
         if self._release is None:
-            self._release, _ = fetch_release(self.fetcher, self.spec.suite, keyring=self.spec.keyring,
+            self._release, _ = fetch_release(self.fetcher, self.suite, keyring=self.spec.keyring,
                                              allow_unsigned=self.spec.allow_unsigned)
         return self._release
 
-    def _packages_text(self, component: str, arch: str, store: ContentStore) -> str:
+    def packages_text(self, component: str, arch: str, store: ContentStore) -> str:
         release = self.release()
         base = f"{component}/binary-{arch}/Packages"
         for suffix in (".xz", ".gz", ""):
@@ -82,10 +78,10 @@ class MirrorSource:
                 break
         else:
             known = " ".join(release.architectures) or "?"
-            raise SourceError(f"{self.fetcher.url('dists/' + self.spec.suite)} has no {base} index: check the "
+            raise SourceError(f"{self.fetcher.url('dists/' + self.suite)} has no {base} index: check the "
                               f"component {component!r} and architecture {arch!r} (suite architectures: {known}, "
                               f"components: {' '.join(release.components) or '?'})")
-        path = f"dists/{self.spec.suite}/{base}{suffix}"
+        path = f"dists/{self.suite}/{base}{suffix}"
         sha, size = release.files[base + suffix]
         key = hashlib.sha256(canonical_json([INDEX_KEY_VERSION, self.fetcher.url(path), sha])).hexdigest()
         record = store.get_selector(key)
@@ -99,15 +95,39 @@ class MirrorSource:
         store.put_selector(key, {"digest": str(digest), "size": len(data), "url": self.fetcher.url(path)})
         return data.decode("utf-8", errors="replace")
 
+
+class MirrorSource:
+    """A Debian mirror (``http(s)://`` or ``file://``), plus the security archive if the spec asks:
+    InRelease verified with gpgv, indexes and ``.deb`` files checked by the sha256 the signed chain
+    (or the lock) gives."""
+
+    def __init__(self, spec: DebianSpec, mirror: str | None = None) -> None:
+        self.spec = spec
+        self.main = _Suite(spec, mirror or spec.mirror or default_mirror(spec.suite), spec.suite)
+        self.suites = [self.main]
+        if spec.security:
+            security = spec.security_mirror or default_security_mirror(spec.suite)
+            self.suites.append(_Suite(spec, security, f"{spec.suite}-security"))
+        self._fetchers = {s.fetcher.mirror: s.fetcher for s in self.suites}
+
+    @property
+    def mirror(self) -> str:
+        return self.main.fetcher.mirror
+
     def index(self, arch: str, store: ContentStore) -> IndexResult:
         index = PackageIndex(arch)
-        for component in self.spec.components:
-            index.add_packages_file(self._packages_text(component, arch, store))
-        release = self.release()
+        for suite in self.suites:
+            origin = "" if suite is self.main else suite.fetcher.mirror
+            for component in self.spec.components:
+                index.add_packages_file(suite.packages_text(component, arch, store), origin=origin)
+        release = self.main.release()
         return IndexResult(index=index, mirror=self.mirror, release=release.version, codename=release.codename)
 
     def fetch(self, package: LockedPackage, store: ContentStore) -> Path:
-        digest = self.fetcher.download(package.filename, store, package.sha256, package.size)
+        fetcher = self.main.fetcher
+        if package.mirror:
+            fetcher = self._fetchers.setdefault(package.mirror.rstrip("/"), Fetcher(package.mirror))
+        digest = fetcher.download(package.filename, store, package.sha256, package.size)
         return store.blob_path(digest)
 
 
@@ -125,10 +145,10 @@ class DebDirSource:
     def __init__(self, spec: DebianSpec, folder: Path) -> None:
         self.spec = spec
         self.folder = folder
-        if not folder.is_dir():
-            raise SourceError(f"deb folder {folder} does not exist or is not a folder")
 
     def index(self, arch: str, store: ContentStore) -> IndexResult:
+        if not self.folder.is_dir():
+            raise SourceError(f"deb folder {self.folder} does not exist or is not a folder")
         index = PackageIndex(arch)
         debs = sorted(self.folder.glob("*.deb"))
         if not debs:

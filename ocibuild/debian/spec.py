@@ -23,7 +23,9 @@ class DebianSpec:
     against ``keyring`` (default: the Debian archive keyring). ``exclude`` names (real or virtual)
     count as installed without being installed. ``slim`` drops manual pages, info pages, locales and
     documentation except copyright files. ``user`` is the image's default user (``65532`` is the
-    ``nonroot`` user this image defines; use ``0`` for root).
+    ``nonroot`` user this image defines; use ``0`` for root). ``security`` adds the
+    ``<suite>-security`` archive (from ``security_mirror``, default: the host apt's, else
+    http://deb.debian.org/debian-security): the newest version of each package wins.
     """
 
     suite: str = "bookworm"
@@ -37,6 +39,8 @@ class DebianSpec:
     merged_usr: bool = True
     slim: bool = True
     user: str = str(NONROOT_UID)
+    security: bool = False
+    security_mirror: str | None = None
 
     def __post_init__(self) -> None:
         if not self.packages:

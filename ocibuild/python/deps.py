@@ -104,12 +104,36 @@ def group_wheels(wheels: list[FetchedWheel], spec: PythonSpec) -> list[tuple[str
     return groups
 
 
-def _entries(wheels: list[FetchedWheel], layout: VenvLayout) -> list[TarEntry]:
+def _entries(wheels: list[FetchedWheel], layout: VenvLayout, bytecode: bool = False) -> list[TarEntry]:
     by_path: dict[str, TarEntry] = {}
     for w in wheels:
         for e in wheel_entries(w.path, layout):
             by_path[e.path] = e  # two distributions shipping one file: the later one wins, as pip would
+    if bytecode:
+        for e in list(by_path.values()):
+            pyc = _bytecode(e)
+            if pyc is not None:
+                by_path[pyc.path] = pyc
     return list(by_path.values())
+
+
+def _bytecode(entry: TarEntry) -> TarEntry | None:
+    """``__pycache__/NAME.cpython-3XY.pyc`` for a ``.py`` entry, in the deterministic unchecked-hash mode
+    (PEP 552), compiled by this (host) Python, whose major.minor must equal the target's."""
+    import importlib.util
+    import sys
+    from importlib._bootstrap_external import _code_to_hash_pyc  # type: ignore[attr-defined]
+
+    if not entry.path.endswith(".py") or entry.data is None or "/site-packages/" not in entry.path:
+        return None
+    try:
+        code = compile(entry.data, "/" + entry.path, "exec", dont_inherit=True, optimize=0)
+    except (SyntaxError, ValueError):
+        return None  # pip skips files that do not compile (e.g. Python 2 test data) too
+    data = bytes(_code_to_hash_pyc(code, importlib.util.source_hash(entry.data), False))
+    folder, _, name = entry.path.rpartition("/")
+    tag = sys.implementation.cache_tag
+    return TarEntry.file(f"{folder}/__pycache__/{name[:-3]}.{tag}.pyc", data)
 
 
 def resolve_pins(spec: PythonSpec, target: TargetPython, index: IndexSettings, project: Path,
@@ -219,6 +243,13 @@ def dependency_layers(spec: PythonSpec, base: BaseImage, store: ContentStore, pr
     if downloaded:
         note(f"python  downloaded {downloaded} wheels")
     options = TarOptions(mtime=DEPS_MTIME)
+    if spec.bytecode:
+        import sys
+
+        host = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        if host != target.version:
+            raise ConfigError(f"python: bytecode = true needs the build machine's Python ({host}) to match the "
+                              f"image's ({target.version}); run ocibuild with Python {target.version} or turn it off")
     layers: list[DepsLayer] = []
 
     def add(label: str, key: str, make: Callable[[], list[TarEntry]], names: tuple[str, ...]) -> None:
@@ -228,9 +259,12 @@ def dependency_layers(spec: PythonSpec, base: BaseImage, store: ContentStore, pr
 
     layout_key = json.dumps([DEPS_VERSION, layout.prefix, layout.python_version, layout.interpreter])
     add("venv", f"venv {layout_key}", lambda: venv_entries(layout), ())
+    import sys
+
+    compiled = f" bytecode {sys.version}" if spec.bytecode else ""
     for label, group in group_wheels(wheels, spec):
-        key = f"wheels {layout_key} {sorted(w.sha256 for w in group)}"
-        add(label, key, lambda group=group: _entries(group, layout),  # type: ignore[misc]
+        key = f"wheels {layout_key} {sorted(w.sha256 for w in group)}{compiled}"
+        add(label, key, lambda group=group: _entries(group, layout, spec.bytecode),  # type: ignore[misc]
             tuple(f"{w.pin.name}=={w.pin.version}" for w in group))
     if spec.project:
         with tempfile.TemporaryDirectory(prefix="ocibuild-project-") as td:

@@ -10,8 +10,9 @@ from ..errors import SourceError
 from ..registry import RegistryClient
 from ..spec import Platform
 from ..store import ContentStore
-from ..transports import DockerArchive, Location, OciArchive, OciLayout, Registry, Scratch
+from ..transports import DebianBase, DockerArchive, Location, OciArchive, OciLayout, Registry, Scratch
 from .base import ANY_PLATFORM, BaseImage, host_platform, scratch, select_platform
+from .debian import load_debian
 from .dockerarchive import load_docker_archive
 from .layout import load_layout
 from .registry import load_registry
@@ -33,4 +34,6 @@ def resolve_base(location: Location, store: ContentStore, platform: Platform | N
         return load_docker_archive(location.path, location.reference, store, platform)
     if isinstance(location, Registry):
         return load_registry(client or RegistryClient(), location.reference, store, platform)
+    if isinstance(location, DebianBase):
+        return load_debian(location, store, platform)
     raise SourceError(f"unsupported base location {location!r}")

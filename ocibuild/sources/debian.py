@@ -1,0 +1,33 @@
+"""Bases assembled from Debian packages (see ``ocibuild.debian``), built on demand and cached."""
+
+from __future__ import annotations
+
+import hashlib
+
+from ..debian import build_base, debian_arch, platform_for
+from ..errors import ImageNotFound
+from ..spec import Platform
+from ..store import ContentStore
+from ..transports import DebianBase
+from .base import ANY_PLATFORM, BaseImage, host_platform
+
+
+def load_debian(location: DebianBase, store: ContentStore, platform: Platform | None) -> BaseImage:
+    """Build (or take from the cache) the Debian base for ``platform`` (default: the host's).
+
+    Without an explicit lock file the lock lives in the cache, keyed by the package set, so the
+    implicit default base is resolved once and then reused byte for byte."""
+    offered = tuple(platform_for(a) for a in location.architectures)
+    wanted = host_platform() if platform is None or platform is ANY_PLATFORM else platform
+    if not any(p.matches(wanted) for p in offered):
+        have = ", ".join(map(str, offered))
+        raise ImageNotFound(f"the Debian base is configured for {have}, not {wanted}; add its architecture "
+                            f"({debian_arch(wanted)}) to 'architectures' or choose one of those with --platform")
+    lock = location.lock
+    if lock is None:
+        key = hashlib.sha256(repr((location.spec.suite, location.spec.packages, location.spec.mirror,
+                                   location.spec.components)).encode()).hexdigest()[:16]
+        lock = store.root / "debian" / f"{location.spec.suite}-{key}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+    (image,) = build_base(location.spec, [wanted], store, lock_path=lock)
+    return BaseImage(manifest=image.manifest, config=image.config, digest=image.digest, platforms=offered)

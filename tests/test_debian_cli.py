@@ -1,0 +1,135 @@
+"""Debian-package bases through the command line and the build file: `ocibuild base debian`, the default
+base, `[base.debian]`, HTTPS from inside the image, and bad input (real bookworm mirror)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from registry_tools import PKI, Registry
+from tools import oci_image_tool_validate, run_image, validate_layout
+
+REPO = Path(__file__).resolve().parents[1]
+HELLO = REPO / "examples" / "hello"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def deb_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("deb-cache")
+
+
+def ocibuild(*args: str | Path, cache: Path, check: bool = True, cwd: Path | None = None,
+             ) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OCIBUILD_CACHE": str(cache), "SOURCE_DATE_EPOCH": "1700000000"}
+    proc = subprocess.run([sys.executable, "-m", "ocibuild", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=900, cwd=cwd)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"ocibuild {' '.join(map(str, args))} failed:\n{proc.stderr}")
+    return proc
+
+
+def python_project(tmp: Path, build_file: str = "") -> Path:
+    p = tmp / "proj"
+    p.mkdir()
+    shutil.copy(HELLO / "hello.py", p / "hello.py")
+    (p / "ocibuild.toml").write_text('entrypoint = ["python3", "/app/hello.py"]\n' + build_file)
+    return p
+
+
+def test_base_debian_command_two_platforms(tmp_path: Path, deb_cache: Path) -> None:
+    out = tmp_path / "bases"
+    ocibuild("base", "debian", "--suite", "bookworm", "--packages", "python3,ca-certificates,libgomp1",
+             "--platform", "linux/amd64,linux/arm64", "--output", f"oci:{out}:bookworm", "--lock",
+             tmp_path / "deb.lock", cache=deb_cache)
+    validate_layout(out)
+    oci_image_tool_validate(out, "bookworm")
+    lock = (tmp_path / "deb.lock").read_text()
+    assert "python3.11" in lock and "sha256" in lock and "arm64" in lock
+    script = ("import ssl, json, sqlite3, os; "
+              "print(ssl.OPENSSL_VERSION.split()[0], sqlite3.sqlite_version_info[0], os.getuid())")
+    for arch in ("amd64", "arm64"):
+        run = run_image(out, "bookworm", ["python3", "-c", script], arch=arch)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.split() == ["OpenSSL", "3", "65532"]  # runs as nonroot by default
+
+    # same lock, another store, another day: the same digest
+    again = ocibuild("base", "debian", "--packages", "python3,ca-certificates,libgomp1", "--platform",
+                     "linux/amd64,linux/arm64", "--output", f"oci:{tmp_path / 'again'}:bookworm", "--lock",
+                     tmp_path / "deb.lock", cache=tmp_path / "other-cache")
+    first = json.loads((out / "index.json").read_text())["manifests"][0]["digest"]
+    assert again.stdout.strip() == first
+
+
+def test_default_base_is_built_from_debian_packages(tmp_path: Path, deb_cache: Path) -> None:
+    project = python_project(tmp_path)
+    out = tmp_path / "img"
+    proc = ocibuild("build", project, "--output", f"oci:{out}:v1", cache=deb_cache)
+    assert "debian packages (bookworm: python3, ca-certificates, libstdc++6, libgomp1)" in proc.stderr
+    run = run_image(out, "v1")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "Hello from ocibuild: Python 3.11 on x86_64"
+
+
+def test_https_verification_inside_the_image(tmp_path: Path, deb_cache: Path, tls_registry: Registry,
+                                             pki: PKI) -> None:
+    """The image's CA bundle is used for verification: a server signed by a CA the image does not
+    trust is refused; given the test CA, the handshake succeeds (the registry then answers 401)."""
+    project = python_project(tmp_path)
+    shutil.copy(pki.ca_cert, project / "test-ca.crt")
+    out = tmp_path / "img"
+    ocibuild("build", project, "--output", f"oci:{out}:v1", cache=deb_cache)
+    script = ("import ssl, sys, urllib.request, urllib.error\n"
+              "ctx = ssl.create_default_context(cafile=sys.argv[2] or None)\n"
+              "try:\n    urllib.request.urlopen(sys.argv[1], context=ctx, timeout=10)\n"
+              "except urllib.error.HTTPError as e:\n    print('http', e.code)\n"
+              "except urllib.error.URLError as e:\n    print('refused', 'CERTIFICATE_VERIFY_FAILED' in str(e))\n")
+    url = f"https://{tls_registry.host}/v2/"
+    trusted = run_image(out, "v1", ["python3", "-c", script, url, "/app/test-ca.crt"], host_network=True)
+    assert trusted.stdout.strip() == "http 401", trusted.stderr
+    default = run_image(out, "v1", ["python3", "-c", script, url, ""], host_network=True)
+    assert default.stdout.strip() == "refused True", default.stderr
+    bundle = run_image(out, "v1", ["python3", "-c", "print(open('/etc/ssl/certs/ca-certificates.crt').read()"
+                                                    ".count('BEGIN CERTIFICATE'))"])
+    assert int(bundle.stdout) > 100
+
+
+def test_build_file_debian_table_with_lock(tmp_path: Path, deb_cache: Path) -> None:
+    project = python_project(tmp_path, '[base.debian]\nsuite = "bookworm"\npackages = ["python3"]\n'
+                                       'architectures = ["amd64"]\nlock = "debian.lock"\n')
+    first = ocibuild("build", project, "--output", f"oci:{tmp_path / 'o1'}:t", cache=deb_cache)
+    assert (project / "debian.lock").is_file()
+    second = ocibuild("build", project, "--output", f"oci:{tmp_path / 'o2'}:t", cache=tmp_path / "fresh")
+    assert first.stdout == second.stdout
+    bad = ocibuild("build", project, "--platform", "linux/arm64", "--output", f"oci:{tmp_path / 'o3'}:t",
+                   cache=deb_cache, check=False)
+    assert bad.returncode == 1 and "configured for linux/amd64, not linux/arm64/v8" in bad.stderr
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (["--packages", "python3,ocibuild-no-such-package"], ("ocibuild-no-such-package",)),
+    (["--mirror", "http://127.0.0.1:9/debian"], ("127.0.0.1:9",)),
+    (["--platform", "linux/sparc9"], ("unknown architecture",)),
+])
+def test_base_debian_bad_input(tmp_path: Path, args: list[str], fragments: tuple[str, ...]) -> None:
+    cache = tmp_path / "cache"
+    proc = ocibuild("base", "debian", *args, "--output", f"oci:{tmp_path / 'out'}:t", cache=cache, check=False)
+    assert proc.returncode == 1, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("ocibuild: error:")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert not (tmp_path / "out").exists()
+    blobs = cache / "blobs" / "sha256"
+    assert not blobs.exists() or not any(p.name.endswith(".deb") for p in blobs.iterdir())
+
+
+def test_debian_table_errors(tmp_path: Path) -> None:
+    project = python_project(tmp_path, '[base.debian]\nsuit = "bookworm"\n')
+    proc = ocibuild("build", project, "--output", f"oci:{tmp_path / 'o'}:t", cache=tmp_path / "c", check=False)
+    assert proc.returncode == 1 and "unknown key 'suit'; did you mean 'suite'?" in proc.stderr
