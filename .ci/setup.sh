@@ -9,7 +9,7 @@ APT_PACKAGES=(
   mmdebstrap debootstrap busybox-static               # test base images made from Debian packages
   qemu-user-static binfmt-support arch-test           # arm64 images under qemu-user binfmt
   docker-registry apache2-utils openssl               # a real registry for the registry tests
-  jq curl xz-utils ca-certificates util-linux git
+  jq curl bc xz-utils ca-certificates util-linux git
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -14,7 +14,7 @@ from typing import Any
 from .errors import ConfigError, LayerError, OutputError
 from .events import BaseResolved, EventHandler, LayerDone, Note, OutputDone, ignore
 from .image import Artifact, Image, Index
-from .layers import TarOptions, build_layer, collect
+from .layers import Compression, TarEntry, TarOptions, build_layer, collect
 from .layers.builder import BuiltLayer
 from .plan import BuildPlan, ImageSettings, LayerSpec
 from .registry import RegistryClient
@@ -127,9 +127,44 @@ def _describe(spec: LayerSpec, project: Path) -> str:
     return f"ocibuild: COPY {src.as_posix()} {spec.dest}"
 
 
+MODEL_SUFFIXES = (".safetensors", ".onnx", ".joblib", ".pkl", ".pt", ".pth", ".bin", ".gguf", ".ggml", ".h5",
+                  ".keras", ".tflite", ".npy", ".npz", ".parquet", ".ckpt", ".msgpack", ".pb")
+LARGE_FILE = 16 << 20  # any file this big gets its own layer
+MODEL_FILE = 1 << 20  # a model/data file this big gets its own layer
+
+
+def is_large(entry: TarEntry) -> bool:
+    """Model weights and other big files: kept out of the code layer so a code edit never re-uploads them."""
+    return entry.kind == "file" and (entry.size >= LARGE_FILE or (
+        entry.size >= MODEL_FILE and entry.path.lower().endswith(MODEL_SUFFIXES)))
+
+
+def compression_for(entry: TarEntry, chosen: Compression) -> Compression:
+    """Big files that gzip cannot shrink (float weights) are stored uncompressed: readable by every
+    runtime, and no CPU is burnt for nothing. zstd (fast on such data) and none are kept as chosen."""
+    if chosen.algorithm != "gzip" or entry.source is None:
+        return chosen
+    import zlib
+
+    with entry.source.open("rb") as f:
+        f.seek(max(0, entry.size // 2 - (1 << 19)))
+        sample = f.read(1 << 20)
+    if sample and len(zlib.compress(sample, 1)) > 0.9 * len(sample):
+        return Compression.parse("none")
+    return chosen
+
+
 def build_file_layer(spec: LayerSpec, plan: BuildPlan, store: ContentStore, *,
                      skip: list[Path] | None = None) -> tuple[BuiltLayer, int]:
     """Build (or fetch from the cache) the layer for one ``LayerSpec``; return it and its file count."""
+    layers = build_file_layers(spec, plan, store, skip=skip)
+    return layers[-1][1], layers[-1][2]
+
+
+def build_file_layers(spec: LayerSpec, plan: BuildPlan, store: ContentStore, *,
+                      skip: list[Path] | None = None) -> list[tuple[str, BuiltLayer, int]]:
+    """The layers for one ``LayerSpec``: one per large file (model weights; see ``is_large``), then the
+    rest (the code), last. Returns (label, layer, file count) for each."""
     project = plan.project_dir.absolute()
     src = spec.src if spec.src.is_absolute() else project / spec.src
     try:
@@ -140,14 +175,22 @@ def build_file_layer(spec: LayerSpec, plan: BuildPlan, store: ContentStore, *,
             "move it into the project or build from a folder that contains it"
         ) from None
     entries = collect(src, spec.dest, excludes=spec.exclude, skip=skip or ())
-    built = build_layer(entries, store, compression=plan.compression,
-                        options=TarOptions(uid=plan.uid, gid=plan.gid, mtime=plan.source_date_epoch))
-    return built, sum(1 for e in entries if e.kind == "file")
+    options = TarOptions(uid=plan.uid, gid=plan.gid, mtime=plan.source_date_epoch)
+    big = sorted((e for e in entries if is_large(e)), key=lambda e: e.path)
+    out = []
+    for entry in big:
+        built = build_layer([entry], store, compression=compression_for(entry, plan.compression), options=options)
+        out.append((f"{spec.label}:{entry.path.rsplit('/', 1)[-1]}", built, 1))
+    rest = [e for e in entries if not is_large(e)]
+    built = build_layer(rest, store, compression=plan.compression, options=options)
+    out.append((spec.label, built, sum(1 for e in rest if e.kind == "file")))
+    return out
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class _FileLayer:
     spec: LayerSpec
+    label: str
     built: BuiltLayer
     files: int
     seconds: float
@@ -161,8 +204,10 @@ def _file_layers(plan: BuildPlan, store: ContentStore, on_event: EventHandler) -
     out = []
     for spec in plan.layers:
         start = time.monotonic()
-        built, files = build_file_layer(spec, plan, store, skip=skip)
-        out.append(_FileLayer(spec=spec, built=built, files=files, seconds=time.monotonic() - start))
+        for label, built, files in build_file_layers(spec, plan, store, skip=skip):
+            out.append(_FileLayer(spec=spec, label=label, built=built, files=files,
+                                  seconds=time.monotonic() - start))
+            start = time.monotonic()
     return out
 
 
@@ -218,11 +263,11 @@ def _build_one(plan: BuildPlan, store: ContentStore, platform: Platform | None, 
         settings = replace(settings, env={**python_env, **settings.env})
     for fl in file_layers:
         layers.append(fl.built.descriptor)
-        config = config.with_layer(fl.built.diff_id,
-                                   History(created=created, created_by=_describe(fl.spec, plan.project_dir)))
-        reports.append(LayerReport(label=fl.spec.label, descriptor=fl.built.descriptor, cached=fl.built.cached))
+        what = _describe(fl.spec, plan.project_dir) + (f" ({fl.label.split(':', 1)[1]})" if ":" in fl.label else "")
+        config = config.with_layer(fl.built.diff_id, History(created=created, created_by=what))
+        reports.append(LayerReport(label=fl.label, descriptor=fl.built.descriptor, cached=fl.built.cached))
         if report_files:
-            on_event(LayerDone(label=fl.spec.label, descriptor=fl.built.descriptor, cached=fl.built.cached,
+            on_event(LayerDone(label=fl.label, descriptor=fl.built.descriptor, cached=fl.built.cached,
                                seconds=fl.seconds, files=fl.files))
     config = replace(config, created=created, config=merged_config(config.config, settings))
     image = Image.assemble(config, layers, annotations=_annotations(plan, base, created))
@@ -267,7 +312,7 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
                           f"({', '.join(map(str, targets))}); choose one with --platform, or write oci:/oci-archive:")
     file_layers = _file_layers(plan, store, on_event)
     for fl in file_layers:
-        on_event(LayerDone(label=fl.spec.label, descriptor=fl.built.descriptor, cached=fl.built.cached,
+        on_event(LayerDone(label=fl.label, descriptor=fl.built.descriptor, cached=fl.built.cached,
                            seconds=fl.seconds, files=fl.files))
     built: list[_Built] = []
     if len(targets) == 1:

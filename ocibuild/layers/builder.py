@@ -13,6 +13,7 @@ import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import LayerError
 from ..spec import Descriptor, Digest, canonical_json
@@ -33,7 +34,43 @@ class BuiltLayer:
     cached: bool = False
 
 
-def _content_hash(entry: TarEntry) -> str:
+class FileHashes:
+    """Remembers the sha256 of big files by (path, size, mtime, inode, ctime) in the store, so an
+    unchanged multi-GB weights file is not read again to find its layer in the cache."""
+
+    MIN_SIZE = 1 << 20
+
+    def __init__(self, store: ContentStore) -> None:
+        self.dir = store.root / "filehashes"
+        self.tmp = store.tmp_dir
+
+    def _record(self, path: Path) -> tuple[Path, list[int]]:
+        st = path.stat()
+        key = hashlib.sha256(str(path.absolute()).encode()).hexdigest()
+        return self.dir / f"{key}.json", [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+    def get(self, path: Path) -> str | None:
+        import json
+
+        try:
+            where, stamp = self._record(path)
+            data = json.loads(where.read_text())
+        except (OSError, ValueError):
+            return None
+        return str(data["sha256"]) if data.get("stat") == stamp else None
+
+    def put(self, path: Path, sha256: str) -> None:
+        from ..store import atomic_write_bytes
+
+        try:
+            where, stamp = self._record(path)
+            self.dir.mkdir(exist_ok=True)
+            atomic_write_bytes(where, canonical_json({"stat": stamp, "sha256": sha256}), tmp_dir=self.tmp)
+        except OSError:
+            pass  # a cache; never fatal
+
+
+def _content_hash(entry: TarEntry, hashes: FileHashes | None = None) -> str:
     if entry.kind != "file":
         return ""
     if entry.data is not None:
@@ -46,6 +83,9 @@ def _content_hash(entry: TarEntry) -> str:
         return h.hexdigest()
     if entry.source is None:
         raise LayerError(f"file entry {entry.path!r} has no content")
+    use_cache = hashes is not None and entry.size >= FileHashes.MIN_SIZE
+    if use_cache and hashes is not None and (known := hashes.get(entry.source)):
+        return known
     h = hashlib.sha256()
     try:
         with entry.source.open("rb") as f:
@@ -53,16 +93,18 @@ def _content_hash(entry: TarEntry) -> str:
                 h.update(chunk)
     except OSError as exc:
         raise LayerError(f"cannot read {entry.source}: {exc.strerror}") from None
+    if use_cache and hashes is not None:
+        hashes.put(entry.source, h.hexdigest())
     return h.hexdigest()
 
 
 def input_key(entries: Sequence[TarEntry], compression: Compression, options: TarOptions,
-              salt: str = "") -> str:
+              salt: str = "", hashes: FileHashes | None = None) -> str:
     """Hash of everything that determines the layer's bytes."""
     h = hashlib.sha256()
     h.update(canonical_json([RECIPE_VERSION, str(compression), options.uid, options.gid, options.mtime, salt]))
     for e in with_parents(entries):
-        h.update(canonical_json([e.path, e.kind, e.mode, e.size, e.linkname, _content_hash(e)]))
+        h.update(canonical_json([e.path, e.kind, e.mode, e.size, e.linkname, _content_hash(e, hashes)]))
         h.update(b"\n")
     return h.hexdigest()
 
@@ -132,7 +174,7 @@ def build_layer(entries: Sequence[TarEntry], store: ContentStore, *,
                 annotations: Mapping[str, str] | None = None, use_cache: bool = True,
                 salt: str = "") -> BuiltLayer:
     """Write ``entries`` as one compressed layer blob into ``store`` (or reuse the cached one)."""
-    key = input_key(entries, compression, options, salt) if use_cache else ""
+    key = input_key(entries, compression, options, salt, FileHashes(store)) if use_cache else ""
     if key and (record := store.get_selector(key)):
         return BuiltLayer(
             descriptor=Descriptor(media_type=compression.media_type, digest=Digest.parse(record["digest"]),
