@@ -180,8 +180,9 @@ def ocibuild_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def ocibuild_base(layout: Path, tag: str, lock: Path, store: Path, log: Path,
                   extra_env: dict[str, str] | None = None) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "ocibuild", "base", "debian", "--suite", SUITE, "--packages", PACKAGES,
-            "--platform", PLATFORM, "--output", f"oci:{layout}:{tag}", "--lock", lock, "--cache-dir", store, "-q"]
+    argv: list[str | os.PathLike[str]] = [
+        sys.executable, "-m", "ocibuild", "base", "debian", "--suite", SUITE, "--packages", PACKAGES,
+        "--platform", PLATFORM, "--output", f"oci:{layout}:{tag}", "--lock", lock, "--cache-dir", store, "-q"]
     seconds, rss_kb, stdout = run(argv, env=ocibuild_env(extra_env), log=log)
     return {"seconds": seconds, "peak_rss_mb": rss_kb / 1024, "digest": stdout.strip().splitlines()[-1]}
 
@@ -325,9 +326,10 @@ def write_reports(r: dict[str, Any], out: Path) -> None:
         f"--include={r['packages']} --architectures=amd64 {r['suite']} OUT.tar MIRROR` as root (downloads every "
         "run); its output is an uncompressed tarball, so `gzip -1 -n` of it is timed separately and added in "
         "the \"+ gzip -1\" column (ocibuild's layers are gzip level 1 too).", "",
-        "| contender | seconds | + gzip -1 s | ratio vs ocibuild cold | with gzip -1 | vs ocibuild warm | "
+        "| contender | seconds | + gzip -1 s | ratio vs ocibuild cold | with gzip -1 | with gzip -1 vs ocibuild warm | "
         "peak RSS MB |", "|---|---|---|---|---|---|---|",
-        f"| ocibuild cold | {o['cold']['seconds']:.2f} | (included) | 1.00x | 1.00x | | {o['cold']['peak_rss_mb']:.0f} |",
+        f"| ocibuild cold | {o['cold']['seconds']:.2f} | (included) | 1.00x | 1.00x | | "
+        f"{o['cold']['peak_rss_mb']:.0f} |",
         f"| ocibuild warm (unchanged lock) | {o['warm']['seconds']:.2f} | (included) | | | 1.00x | "
         f"{o['warm']['peak_rss_mb']:.0f} |"]
     for v, x in mm.items():

@@ -1,0 +1,92 @@
+"""End to end for ML deployment: the iris model server pushed to a real registry, pulled and run by podman,
+answering over HTTP; a code edit re-uploads only the code layer, never a 1 GB weights file."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from registry_tools import Registry
+from tools import podman as run_podman
+
+REPO = Path(__file__).resolve().parents[1]
+IRIS = REPO / "examples" / "iris-server"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the example with its model trained (scikit-learn on this machine, data set bundled)."""
+    app = Path(shutil.copytree(IRIS, tmp_path_factory.mktemp("iris") / "app"))
+    subprocess.run([sys.executable, str(app / "train.py")], check=True, capture_output=True, timeout=300)
+    assert (app / "model" / "model.joblib").is_file()
+    return app
+
+
+def ocibuild(*args: str | Path, cache: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OCIBUILD_CACHE": str(cache), "SOURCE_DATE_EPOCH": "1700000000"}
+    proc = subprocess.run([sys.executable, "-m", "ocibuild", *map(str, args)], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    return proc
+
+
+def wait_http(url: str, seconds: float = 60) -> bytes:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return bytes(resp.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def test_pushed_image_pulled_and_run_by_podman(tmp_path: Path, iris: Path, plain_registry: Registry,
+                                               podman: dict[str, str]) -> None:
+    target = f"{plain_registry.host}/e2e/iris:1"
+    ocibuild("build", iris, "--platform", "linux/amd64", "--output", f"docker://{target}", cache=tmp_path / "c")
+    name = f"iris-e2e-{os.getpid()}"
+    run_podman(podman, "run", "-d", "--name", name, "--network", "host", "--tls-verify=false",
+               "-e", "PORT=18080", target)
+    try:
+        assert json.loads(wait_http("http://127.0.0.1:18080/healthz"))["status"] == "ok"
+        req = urllib.request.Request("http://127.0.0.1:18080/predict", method="POST",
+                                     data=json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]}).encode())
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert json.loads(resp.read()) == {"predictions": ["setosa"]}
+        user = run_podman(podman, "inspect", "--format", "{{.Config.User}}", name).stdout.strip()
+        assert user == "65532"  # non-root, from the Debian base
+        run_podman(podman, "stop", "-t", "20", name)  # SIGTERM: the server exits by itself, with code 0
+        code = run_podman(podman, "inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
+        assert code == "0"
+    finally:
+        subprocess.run(["podman", "rm", "-f", name], env=podman, capture_output=True, check=False)
+
+
+def test_code_edit_reuploads_only_code_never_the_weights(tmp_path: Path, iris: Path,
+                                                         plain_registry: Registry) -> None:
+    app = Path(shutil.copytree(iris, tmp_path / "app"))
+    with (app / "model" / "weights.safetensors").open("wb") as f:
+        f.truncate(1 << 30)  # 1 GB (sparse): its own layer
+    reg = plain_registry
+    target = f"docker://{reg.host}/e2e/weights:1"
+    first = ocibuild("build", app, "--platform", "linux/amd64", "--output", target, cache=tmp_path / "c").stdout
+    assert re.search(r"^layer\s+model:weights.safetensors\s+built", first, re.MULTILINE), first
+    (app / "server.py").write_text((app / "server.py").read_text().replace('VERSION = "1"', 'VERSION = "2"'))
+    mark = reg.mark()
+    second = ocibuild("build", app, "--platform", "linux/amd64", "--output", target, cache=tmp_path / "c").stdout
+    assert re.search(r"^layer\s+model:weights.safetensors\s+cached", second, re.MULTILINE)
+    assert re.search(r"^layer\s+code\s+built", second, re.MULTILINE)
+    uploads = reg.count("PUT", r"/blobs/uploads/.*[?&]digest=", since=mark)
+    assert uploads == 2  # the code layer and the config; the weights and everything else: HEAD says exists
+    assert len(re.findall(r"^push\s+\w+\s+uploaded", second, re.MULTILINE)) == 2
