@@ -181,6 +181,18 @@ def _parser() -> argparse.ArgumentParser:
     deb.add_argument("--quiet", "-q", action="store_true", help="print only the digest")
     deb.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
+    insp = sub.add_parser("inspect", help="show an image: platforms, config and layers with what each holds",
+                          description="Show the image at LOCATION (oci:, oci-archive:, docker-archive:, docker://): "
+                                      "its digest, platform, entrypoint and every layer with its size and what "
+                                      "added it.")
+    insp.add_argument("location", help="e.g. oci:out/app:v1 or docker://127.0.0.1:5000/app:1")
+    insp.add_argument("--platform", help="which platform of an index (default: the host's)")
+    insp.add_argument("--json", action="store_true", help="machine-readable output")
+    insp.add_argument("--cache-dir", type=Path, help="content store")
+    insp.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials")
+    _registry_options(insp)
+    insp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
     login = sub.add_parser("login", help="store registry credentials the way docker does",
                            description="Check credentials against REGISTRY and store them in $DOCKER_CONFIG/"
                                        "config.json (or its credential helper), where docker, podman, skopeo and "
@@ -302,6 +314,56 @@ def _cmd_base(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .sources import ANY_PLATFORM, resolve_base
+    from .spec import Platform
+    from .transports import parse_location
+
+    location = parse_location(args.location)
+    try:
+        platform = Platform.parse(args.platform) if args.platform else None
+    except ValueError as exc:
+        raise ConfigError(f"--platform: {exc}") from None
+    store = ContentStore(args.cache_dir) if args.cache_dir else ContentStore.default()
+    explicit = [StaticCredentials(Credentials.parse(args.creds, "--creds"))] if args.creds else []
+    client = _client(args, None, explicit)
+    try:
+        image = resolve_base(location, store, platform, client=client)
+    except OcibuildError:
+        if platform is not None:
+            raise
+        image = resolve_base(location, store, ANY_PLATFORM, client=client)
+    config = image.config
+    # history entries that added a layer, in order, say what each layer holds
+    made = [h for h in config.history if not h.empty_layer]
+    layers = []
+    for i, desc in enumerate(image.manifest.layers):
+        what = made[i].created_by if i < len(made) and len(made) == len(image.manifest.layers) else ""
+        layers.append({"digest": str(desc.digest), "size": desc.size, "mediaType": str(desc.media_type),
+                       "created_by": what})
+    info = {"location": str(location), "digest": str(image.digest) if image.digest else None,
+            "platform": str(config.platform), "platforms": [str(p) for p in image.platforms],
+            "created": config.created, "user": config.config.user, "workdir": config.config.working_dir,
+            "entrypoint": list(config.config.entrypoint or []), "cmd": list(config.config.cmd or []),
+            "env": list(config.config.env), "ports": list(config.config.exposed_ports),
+            "labels": dict(config.config.labels), "layers": layers,
+            "total_size": sum(int(str(x["size"])) for x in layers)}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"image      {info['location']}")
+    print(f"digest     {info['digest']}")
+    print(f"platform   {info['platform']}" + (f"  (index: {', '.join(map(str, image.platforms))})"
+                                               if len(image.platforms) > 1 else ""))
+    print(f"entrypoint {json.dumps(info['entrypoint'])}  cmd {json.dumps(info['cmd'])}")
+    ports = ", ".join(config.config.exposed_ports) or "-"
+    print(f"user       {info['user'] or '(root)'}  workdir {info['workdir'] or '/'}  ports {ports}")
+    print(f"layers     {len(layers)}, {_size(int(str(info['total_size'])))} compressed")
+    for layer in layers:
+        print(f"  {str(layer['digest'])[7:19]}  {_size(int(str(layer['size']))):>9}  {layer['created_by'] or '-'}")
+    return 0
+
+
 def _cmd_login(args: argparse.Namespace) -> int:
     try:
         host = Reference.parse(f"{args.registry.removeprefix('https://').rstrip('/')}/probe").registry
@@ -335,7 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.DEBUG, format="debug: %(name)s: %(message)s", stream=sys.stderr)
         logging.getLogger("urllib3").setLevel(logging.INFO)  # its debug lines would show query strings
     try:
-        commands = {"login": _cmd_login, "fetch": _cmd_fetch, "build": _cmd_build, "base": _cmd_base}
+        commands = {"login": _cmd_login, "fetch": _cmd_fetch, "build": _cmd_build, "base": _cmd_base,
+                    "inspect": _cmd_inspect}
         return commands[args.command](args)
     except OcibuildError as exc:
         if debug:

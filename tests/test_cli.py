@@ -230,3 +230,16 @@ def test_interrupted_write_leaves_nothing_partial(tmp_path: Path, project: Path)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert list(out_dir.iterdir()) == []
+
+
+def test_inspect_shows_layers_and_what_each_holds(tmp_path: Path, project: Path) -> None:
+    (project / "weights.bin").write_bytes(b"\0" * (2 << 20))  # a model file: its own layer
+    assert run("build", project, "--output", f"oci:{tmp_path / 'o'}:v1", cache=tmp_path / "c").returncode == 0
+    proc = run("inspect", f"oci:{tmp_path / 'o'}:v1", cache=tmp_path / "c")
+    assert proc.returncode == 0, proc.stderr
+    assert "ocibuild: COPY . /app (weights.bin)" in proc.stdout and "ocibuild: COPY . /app" in proc.stdout
+    assert 'entrypoint ["/bin/sh", "/app/hello.sh"]' in proc.stdout and "platform   linux/amd64" in proc.stdout
+    info = json.loads(run("inspect", f"oci:{tmp_path / 'o'}:v1", "--json", cache=tmp_path / "c").stdout)
+    assert len(info["layers"]) == 2 and info["total_size"] == sum(x["size"] for x in info["layers"])
+    missing = run("inspect", f"oci:{tmp_path / 'nope'}:v1", cache=tmp_path / "c")
+    assert_one_line_error(missing, "not found")
