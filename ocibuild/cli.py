@@ -205,6 +205,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _store(args: argparse.Namespace) -> ContentStore:
+    return ContentStore(args.cache_dir) if args.cache_dir else ContentStore.default()
+
+
+def _creds(args: argparse.Namespace) -> list[CredentialProvider]:
+    """``--creds USER:PASSWORD`` for every registry, if given."""
+    return [StaticCredentials(Credentials.parse(args.creds, "--creds"))] if args.creds else []
+
+
 def _client(args: argparse.Namespace, on_event: _Reporter | None = None,
             explicit: Sequence[CredentialProvider] = ()) -> RegistryClient:
     for ca in args.ca_file:
@@ -235,9 +244,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
         if isinstance(plan.base, Registry):
             explicit.append(StaticCredentials(Credentials.parse(args.base_creds, "--base-creds"),
                                               (plan.base.reference.api_host,)))
-    if args.creds:
-        explicit.append(StaticCredentials(Credentials.parse(args.creds, "--creds")))
-    store = ContentStore(args.cache_dir) if args.cache_dir else ContentStore.default()
+    explicit += _creds(args)
+    store = _store(args)
     reporter = _Reporter(args.quiet or args.json)
     result = build(plan, store=store, on_event=reporter, client=_client(args, reporter, explicit))
     if args.digest_file:
@@ -265,8 +273,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         platforms = [Platform.parse(p) for p in args.platform.split(",")] if args.platform else [plan.platform]
     except ValueError as exc:
         raise ConfigError(f"--platform: {exc}") from None
-    explicit = [StaticCredentials(Credentials.parse(args.creds, "--creds"))] if args.creds else []
-    store = ContentStore(args.cache_dir) if args.cache_dir else ContentStore.default()
+    explicit = _creds(args)
+    store = _store(args)
     reporter = _Reporter(False)
     client = _client(args, reporter, explicit)
     bases = [resolve_base(plan.base, store, platform, client=client) for platform in platforms]
@@ -298,14 +306,14 @@ def _cmd_base(args: argparse.Namespace) -> int:
         raise ConfigError("--packages: name at least one package, e.g. python3")
     spec = DebianSpec(suite=args.suite, packages=packages, mirror=args.mirror, deb_dir=args.deb_dir,
                       allow_unsigned=args.allow_unsigned, security=args.security)
-    store = ContentStore(args.cache_dir) if args.cache_dir else ContentStore.default()
+    store = _store(args)
     reporter = _Reporter(args.quiet)
     started = time.monotonic()
     images = build_base(spec, platforms, store, lock_path=args.lock, update=args.update, compression=compression)
     reporter(Note(text=f"base    Debian {args.suite}: {', '.join(packages)} for "
                        f"{', '.join(str(i.config.platform) for i in images)} ({time.monotonic() - started:.1f}s)"))
     artifact: Artifact = images[0] if len(images) == 1 else Index.assemble(images)
-    explicit = [StaticCredentials(Credentials.parse(args.creds, "--creds"))] if args.creds else []
+    explicit = _creds(args)
     client = _client(args, reporter, explicit)
     for output in outputs:
         write_output(output, artifact, store, client=client)
@@ -324,8 +332,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         platform = Platform.parse(args.platform) if args.platform else None
     except ValueError as exc:
         raise ConfigError(f"--platform: {exc}") from None
-    store = ContentStore(args.cache_dir) if args.cache_dir else ContentStore.default()
-    explicit = [StaticCredentials(Credentials.parse(args.creds, "--creds"))] if args.creds else []
+    store = _store(args)
+    explicit = _creds(args)
     client = _client(args, None, explicit)
     try:
         image = resolve_base(location, store, platform, client=client)
