@@ -177,7 +177,7 @@ class Buildah:
         return total
 
     def step(self, tag: str) -> dict[str, Any]:
-        common = ["--signature-policy", self.policy, "--isolation", "chroot", "--layers",
+        common: list[str | os.PathLike[str]] = ["--signature-policy", self.policy, "--isolation", "chroot", "--layers",
                   "-v", f"{pd.HOST_CA}:/run/host-ca.crt:ro", "--build-arg", "PIP_CERT=/run/host-ca.crt",
                   "-f", self.ctx / "Dockerfile"]
         if self.platforms is None:
@@ -321,7 +321,7 @@ def main() -> int:
             base2 = f"oci:{index}:py"
             print("2 platforms: ocibuild cold ...", file=sys.stderr)
             o2c = Ocibuild(tmp, "o2", base2, host_o, "iris2", PLATFORMS2, log)
-            o2 = {"cold": o2c.step("cold")}
+            o2: dict[str, Any] = {"cold": o2c.step("cold")}
             edit(o2c.project)
             o2["edit"] = o2c.step("edit")
             print("2 platforms: buildah cold (arm64 RUN pip under qemu) ...", file=sys.stderr)
@@ -389,7 +389,8 @@ def headline_table(r: dict[str, Any]) -> list[str]:
     for key, label in ROWS:
         ox, bx = o[key], b[key]
         lines.append(f"| {label.format(small=small, big=big)} | {ox['seconds']:.2f} | {bx['seconds']:.2f} "
-                     f"({bx['build_seconds']:.1f} + {bx['push_seconds']:.1f}) | **{ratio(bx['seconds'], ox['seconds']):.1f}x** "
+                     f"({bx['build_seconds']:.1f} + {bx['push_seconds']:.1f}) | "
+                     f"**{ratio(bx['seconds'], ox['seconds']):.1f}x** "
                      f"| {ox['peak_rss_mb']:.0f} | {bx['peak_rss_mb']:.0f} |")
     if "two_platforms" in r:
         t = r["two_platforms"]
@@ -420,14 +421,16 @@ def write_reports(r: dict[str, Any], out: Path) -> None:
         "docker://127.0.0.1:PORT/iris:TAG --cache-dir STORE` (one process: resolve, install wheels with uv, build "
         "layers, push). buildah: `buildah build --layers --isolation chroot` "
         f"({r['buildah_storage_driver']} storage in a temp dir; the base pulled into it first, untimed: "
-        f"{b['pull_base_seconds']:.1f} s) of the equivalent Dockerfile (`RUN python3 -m venv`, `COPY requirements.txt`, "
+        f"{b['pull_base_seconds']:.1f} s) of the equivalent Dockerfile (`RUN python3 -m venv`, "
+        "`COPY requirements.txt`, "
         "`RUN pip install --no-cache-dir`, `COPY model`, `COPY server.py`), then `buildah push` to the same kind of "
         "loopback `docker-registry` (one registry per contender). Each step runs after the previous one with the "
         "caches it left. Peak RSS: ru_maxrss of the whole process tree (wait4; the largest single process, as "
         "`/usr/bin/time -v` reports it), for buildah the larger of build and push.", "",
         *headline_table(r), "",
         "Ratios are buildah / ocibuild: above 1 means ocibuild is faster.", "",
-        f"Peak memory with the {big} weights file vs the {small} one: ocibuild {o['weights_big']['peak_rss_mb']:.0f} MB "
+        f"Peak memory with the {big} weights file vs the {small} one: ocibuild "
+        f"{o['weights_big']['peak_rss_mb']:.0f} MB "
         f"vs {o['weights_small']['peak_rss_mb']:.0f} MB (**{o['big_vs_small_peak_rss']:.2f}x**); buildah "
         f"{b['weights_big']['peak_rss_mb']:.0f} MB vs {b['weights_small']['peak_rss_mb']:.0f} MB "
         f"(**{b['big_vs_small_peak_rss']:.2f}x**; build {b['weights_big']['build_peak_rss_mb']:.0f} MB, push "
@@ -452,7 +455,8 @@ def write_reports(r: dict[str, Any], out: Path) -> None:
               "worst case for gzip; real weights compress a little (~5-10% for fp16/bf16).",
               "- pip compiles .pyc files into the buildah image; ocibuild writes none, so its image's first start "
               "compiles them (see results/python_deps.md).",
-              "- buildah's `--layers` cache is keyed by the Dockerfile step: adding a weights file re-runs `COPY model` "
+              "- buildah's `--layers` cache is keyed by the Dockerfile step: adding a weights file re-runs "
+              "`COPY model` "
               "and `COPY server.py` only; ocibuild rebuilds only the changed files' layers."]
     if "two_platforms" in r:
         t = r["two_platforms"]
