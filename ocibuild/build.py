@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, LayerError, OutputError
 from .events import BaseResolved, EventHandler, LayerDone, Note, OutputDone, ignore
@@ -17,12 +17,14 @@ from .image import Artifact, Image, Index
 from .layers import Compression, TarEntry, TarOptions, build_layer, collect
 from .layers.builder import BuiltLayer
 from .plan import BuildPlan, ImageSettings, LayerSpec
-from .registry import RegistryClient
 from .sinks import check_output, write_output
 from .sources import ANY_PLATFORM, BaseImage, resolve_base
 from .spec import ContainerConfig, Descriptor, History, ImageConfig, Platform
 from .store import ContentStore
 from .transports import DebianBase, DockerArchive, Location, OciArchive, OciLayout, Registry
+
+if TYPE_CHECKING:
+    from .registry import RegistryClient
 
 BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"
@@ -305,6 +307,8 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
         check_output(output)
     locations = (plan.base, *plan.base_by_platform.values(), *plan.outputs)
     if client is None and any(isinstance(loc, Registry) for loc in locations):
+        from .registry import RegistryClient
+
         client = RegistryClient(on_event=on_event)
     targets = _targets(plan, store, client, on_event)
     if len(targets) > 1 and any(isinstance(o, DockerArchive) for o in plan.outputs):

@@ -12,23 +12,18 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .build import build
 from .config import DEFAULT_DEBIAN_PACKAGES, Overrides, load_plan
 from .errors import ConfigError, OcibuildError, RegistryError
 from .events import BaseResolved, BlobTransferred, Event, LayerDone, Note, OutputDone, Progress, Pushed
-from .registry import (
-    CredentialProvider,
-    Credentials,
-    RegistryClient,
-    StaticCredentials,
-    TLSConfig,
-    default_credentials,
-    store_login,
-)
 from .spec import Reference
 from .store import ContentStore, atomic_write_bytes, default_cache_dir
+
+if TYPE_CHECKING:  # the registry client (and requests) load only when a registry is involved
+    from .registry import CredentialProvider, RegistryClient
 
 
 def _size(n: int) -> str:
@@ -211,11 +206,15 @@ def _store(args: argparse.Namespace) -> ContentStore:
 
 def _creds(args: argparse.Namespace) -> list[CredentialProvider]:
     """``--creds USER:PASSWORD`` for every registry, if given."""
+    from .registry import Credentials, StaticCredentials
+
     return [StaticCredentials(Credentials.parse(args.creds, "--creds"))] if args.creds else []
 
 
 def _client(args: argparse.Namespace, on_event: _Reporter | None = None,
             explicit: Sequence[CredentialProvider] = ()) -> RegistryClient:
+    from .registry import RegistryClient, TLSConfig, default_credentials
+
     for ca in args.ca_file:
         if not ca.is_file():
             raise ConfigError(f"--ca-file {ca}: no such file")
@@ -237,9 +236,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if not plan.outputs:
         raise ConfigError("no output given: add --output LOCATION (e.g. --output oci:out/app:latest) "
                           "or 'outputs = [...]' in the build file")
+    from .transports import Registry
+
     explicit: list[CredentialProvider] = []
     if args.base_creds:
-        from .transports import Registry
+        from .registry import Credentials, StaticCredentials
 
         if isinstance(plan.base, Registry):
             explicit.append(StaticCredentials(Credentials.parse(args.base_creds, "--base-creds"),
@@ -247,7 +248,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
     explicit += _creds(args)
     store = _store(args)
     reporter = _Reporter(args.quiet or args.json)
-    result = build(plan, store=store, on_event=reporter, client=_client(args, reporter, explicit))
+    registries = any(isinstance(loc, Registry) for loc in (plan.base, *plan.base_by_platform.values(), *plan.outputs))
+    client = _client(args, reporter, explicit) if registries or args.ca_file or args.insecure_registry else None
+    result = build(plan, store=store, on_event=reporter, client=client)
     if args.digest_file:
         try:
             atomic_write_bytes(args.digest_file, (result.digest + "\n").encode())
@@ -381,6 +384,8 @@ def _cmd_login(args: argparse.Namespace) -> int:
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
     if not username or not password:
         raise ConfigError("login: user name and password must not be empty")
+    from .registry import Credentials, StaticCredentials, store_login
+
     creds = Credentials(username=username, password=password, source="ocibuild login")
     client = _client(args, explicit=[StaticCredentials(creds, (host,))])
     api_host = "registry-1.docker.io" if host == "docker.io" else host

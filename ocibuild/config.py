@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .debian.spec import DebianSpec
 from .errors import ConfigError
 from .layers.compress import Compression
 from .plan import BuildPlan, ImageSettings, LayerSpec, PythonSpec, source_date_epoch
@@ -230,6 +229,8 @@ def _debian_base(table: dict[str, Any], project: Path, where: str) -> DebianBase
         except ConfigError as exc:
             raise ConfigError(f"{at}: {exc}") from None
     lock = project / _str(t["lock"], "lock", at) if "lock" in t else None
+    from .debian.spec import DebianSpec
+
     return DebianBase(spec=DebianSpec(**kwargs), lock=lock, architectures=arches)
 
 
@@ -311,6 +312,8 @@ def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), co
     if base_text is None:
         # the default: Debian's python3 (+ the C++ and OpenMP runtimes numpy/scikit-learn/torch wheels expect),
         # built from packages and cached
+        from .debian.spec import DebianSpec
+
         debian = DebianBase(spec=DebianSpec(packages=DEFAULT_DEBIAN_PACKAGES))
         base_text = "scratch"
     elif isinstance(base_text, dict) and "debian" in base_text:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .debian.spec import DebianSpec
 from .errors import ConfigError
 from .spec import Reference
+
+if TYPE_CHECKING:
+    from .debian.spec import DebianSpec
 
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 TRANSPORTS = ("scratch", "oci:", "oci-archive:", "docker-archive:", "docker://")

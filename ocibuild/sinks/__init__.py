@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import OutputError
 from ..image import Artifact, Index
-from ..registry import RegistryClient
 from ..spec import Reference
+
+if TYPE_CHECKING:
+    from ..registry import RegistryClient
 from ..store import ContentStore
 from ..transports import DockerArchive, Location, OciArchive, OciLayout, Registry, Scratch
 from .archive import write_docker_archive, write_oci_archive
 from .common import writable_parent
 from .layout import write_layout
-from .registry import push_image
 
 __all__ = ["check_output", "write_output"]
 
@@ -35,6 +38,9 @@ def write_output(location: Location, image: Artifact, store: ContentStore, *, mt
     elif isinstance(location, Registry):
         if location.reference.digest is not None:
             raise OutputError(f"output {location}: push to a tag (e.g. :latest), not to a digest")
+        from ..registry import RegistryClient
+        from .registry import push_image
+
         push_image(client or RegistryClient(), location.reference, image, store, mount_from=mount_from)
     elif isinstance(location, Scratch):
         raise OutputError("'scratch' is not an output; use oci:DIR:TAG, oci-archive:FILE or docker-archive:FILE")
