@@ -156,13 +156,6 @@ def compression_for(entry: TarEntry, chosen: Compression) -> Compression:
     return chosen
 
 
-def build_file_layer(spec: LayerSpec, plan: BuildPlan, store: ContentStore, *,
-                     skip: list[Path] | None = None) -> tuple[BuiltLayer, int]:
-    """Build (or fetch from the cache) the layer for one ``LayerSpec``; return it and its file count."""
-    layers = build_file_layers(spec, plan, store, skip=skip)
-    return layers[-1][1], layers[-1][2]
-
-
 def build_file_layers(spec: LayerSpec, plan: BuildPlan, store: ContentStore, *,
                       skip: list[Path] | None = None) -> list[tuple[str, BuiltLayer, int]]:
     """The layers for one ``LayerSpec``: one per large file (model weights; see ``is_large``), then the
