@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -269,7 +270,9 @@ def main() -> int:
     results["base"] = {"amd64": str(base_amd), "packages": pd.BASE_PACKAGES, "made_now_seconds": made_amd,
                        "digest_amd64": pd.manifest_of(base_amd, BASE_TAG)["_digest"]}
 
-    tmp = Path(tempfile.mkdtemp(prefix="ocibuild-bench-e2e-", dir=os.environ.get("BENCH_TMP")))
+    # lowercase hex only: buildah turns the layout path into an image name, and mkdtemp's "_" can make it invalid
+    tmp = Path(os.environ.get("BENCH_TMP") or tempfile.gettempdir()) / f"ocibuild-bench-e2e-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir(parents=True)
     regs: list[subprocess.Popen[bytes]] = []
     contenders: list[Buildah] = []
     try:

@@ -358,7 +358,10 @@ def main() -> int:
                        "compressed_bytes": sum(int(x["size"]) for x in base_manifest["layers"]),
                        "made_now_seconds": base_seconds}
 
-    td = tempfile.mkdtemp(prefix="ocibuild-bench-pydeps-", dir=os.environ.get("BENCH_TMP"))
+    # lowercase hex only: buildah turns the layout path into an image name, and mkdtemp's "_" can make it invalid
+    root = Path(os.environ.get("BENCH_TMP") or tempfile.gettempdir())
+    td = str(root / f"ocibuild-bench-pydeps-{uuid.uuid4().hex[:12]}")
+    Path(td).mkdir(parents=True)
     tmp = Path(td)
     try:
         log = tmp / "log.txt"
