@@ -182,12 +182,19 @@ class ContentStore:
     def _selector_path(self, key: str) -> Path:
         return self.root / "selectors" / f"{key}.json"
 
+    def get_record(self, key: str) -> Any:
+        """The JSON value stored under ``key`` (None if absent or unreadable: records are a cache)."""
+        try:
+            return json.loads(self._selector_path(key).read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def put_record(self, key: str, value: Any) -> None:
+        atomic_write_bytes(self._selector_path(key), canonical_json(value), tmp_dir=self.tmp_dir)
+
     def get_selector(self, key: str) -> dict[str, Any] | None:
         """The record stored for ``key``, if any and if the blob it names is still present."""
-        try:
-            record = json.loads(self._selector_path(key).read_bytes())
-        except (FileNotFoundError, ValueError):
-            return None
+        record = self.get_record(key)
         try:
             if not self.has(Digest.parse(record["digest"])):
                 return None
@@ -196,7 +203,7 @@ class ContentStore:
         return dict(record)
 
     def put_selector(self, key: str, record: Mapping[str, Any]) -> None:
-        atomic_write_bytes(self._selector_path(key), canonical_json(dict(record)), tmp_dir=self.tmp_dir)
+        self.put_record(key, dict(record))
 
     def iter_blobs(self) -> Iterator[Digest]:
         for algo_dir in (self.root / "blobs").iterdir():

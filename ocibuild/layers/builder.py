@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import LayerError
 from ..spec import Descriptor, Digest, canonical_json
@@ -176,12 +177,7 @@ def build_layer(entries: Sequence[TarEntry], store: ContentStore, *,
     """Write ``entries`` as one compressed layer blob into ``store`` (or reuse the cached one)."""
     key = input_key(entries, compression, options, salt, FileHashes(store)) if use_cache else ""
     if key and (record := store.get_selector(key)):
-        return BuiltLayer(
-            descriptor=Descriptor(media_type=compression.media_type, digest=Digest.parse(record["digest"]),
-                                  size=int(record["size"]), annotations=dict(annotations or {})),
-            diff_id=Digest.parse(record["diff_id"]),
-            cached=True,
-        )
+        return _from_record(record, compression, annotations)
     with store.writer() as w:
         pipe = _Pipeline(compression.compressor(), w)
         try:
@@ -192,15 +188,27 @@ def build_layer(entries: Sequence[TarEntry], store: ContentStore, *,
             raise
         digest = w.commit()
         size = w.size
-    diff_id = Digest.from_hasher(pipe.diff)
-    if key:
-        store.put_selector(key, {"digest": str(digest), "size": size, "diff_id": str(diff_id),
-                                 "media_type": str(compression.media_type)})
-    return BuiltLayer(
+    built = BuiltLayer(
         descriptor=Descriptor(media_type=compression.media_type, digest=digest, size=size,
                               annotations=dict(annotations or {})),
-        diff_id=diff_id,
+        diff_id=Digest.from_hasher(pipe.diff),
     )
+    if key:
+        store.put_selector(key, _to_record(built))
+    return built
+
+
+def _from_record(record: Mapping[str, Any], compression: Compression,
+                 annotations: Mapping[str, str] | None) -> BuiltLayer:
+    return BuiltLayer(
+        descriptor=Descriptor(media_type=compression.media_type, digest=Digest.parse(record["digest"]),
+                              size=int(record["size"]), annotations=dict(annotations or {})),
+        diff_id=Digest.parse(record["diff_id"]), cached=True)
+
+
+def _to_record(built: BuiltLayer) -> dict[str, Any]:
+    return {"digest": str(built.descriptor.digest), "size": built.descriptor.size, "diff_id": str(built.diff_id),
+            "media_type": str(built.descriptor.media_type)}
 
 
 def keyed_layer(key: str, make_entries: Callable[[], Sequence[TarEntry]], store: ContentStore, *,
@@ -211,12 +219,8 @@ def keyed_layer(key: str, make_entries: Callable[[], Sequence[TarEntry]], store:
     full = hashlib.sha256(canonical_json([RECIPE_VERSION, "keyed", key, str(compression), options.uid,
                                           options.gid, options.mtime])).hexdigest()
     if record := store.get_selector(full):
-        return BuiltLayer(
-            descriptor=Descriptor(media_type=compression.media_type, digest=Digest.parse(record["digest"]),
-                                  size=int(record["size"]), annotations=dict(annotations or {})),
-            diff_id=Digest.parse(record["diff_id"]), cached=True)
+        return _from_record(record, compression, annotations)
     built = build_layer(make_entries(), store, compression=compression, options=options, annotations=annotations,
                         use_cache=False)
-    store.put_selector(full, {"digest": str(built.descriptor.digest), "size": built.descriptor.size,
-                              "diff_id": str(built.diff_id), "media_type": str(compression.media_type)})
+    store.put_selector(full, _to_record(built))
     return built

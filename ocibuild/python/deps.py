@@ -15,6 +15,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from pathlib import Path
 import requests
 
 from ..errors import ConfigError
-from ..layers import Compression, TarEntry, TarOptions, keyed_layer
+from ..layers import Compression, TarEntry, TarOptions, build_layer, keyed_layer
 from ..layers.builder import BuiltLayer
 from ..plan import PythonSpec
 from ..sources.base import BaseImage
@@ -121,7 +122,6 @@ def _bytecode(entry: TarEntry) -> TarEntry | None:
     """``__pycache__/NAME.cpython-3XY.pyc`` for a ``.py`` entry, in the deterministic unchecked-hash mode
     (PEP 552), compiled by this (host) Python, whose major.minor must equal the target's."""
     import importlib.util
-    import sys
     from importlib._bootstrap_external import _code_to_hash_pyc  # type: ignore[attr-defined]
 
     if not entry.path.endswith(".py") or entry.data is None or "/site-packages/" not in entry.path:
@@ -152,8 +152,8 @@ def resolve_pins(spec: PythonSpec, target: TargetPython, index: IndexSettings, p
         if not path.is_file():
             raise ConfigError(f"python: {path} does not exist; fix the path in the build file")
     key = "resolve-" + input_digest(inputs, json.dumps(target.to_dict(), sort_keys=True), index.key())
-    record = _get_json(store, key)
-    if record is not None:
+    record = store.get_record(key)
+    if isinstance(record, list):
         return [Pin.from_dict(d) for d in record], True
     source = inputs[0].name
     if spec.lock is not None and spec.lock.name != "uv.lock":  # PEP 751: pylock.toml / pylock.NAME.toml
@@ -175,7 +175,7 @@ def resolve_pins(spec: PythonSpec, target: TargetPython, index: IndexSettings, p
             k: Pin(name=v.name, version=v.version, hashes=v.hashes, user_hashes=v.user_hashes, source=source)
             for k, v in user.items()}, source)
     result = sorted(pins.values(), key=lambda p: p.name)
-    _put_json(store, key, [p.to_dict() for p in result])
+    store.put_record(key, [p.to_dict() for p in result])
     return result, False
 
 
@@ -193,22 +193,6 @@ def _explain_missing_wheel(exc: ResolutionError, target: TargetPython, index: In
     except ResolutionError as explained:
         return explained
     return exc
-
-
-def _get_json(store: ContentStore, key: str) -> list[dict[str, object]] | None:
-    path = store.root / "selectors" / f"{key}.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, list) else None
-
-
-def _put_json(store: ContentStore, key: str, value: list[dict[str, object]]) -> None:
-    from ..spec import canonical_json
-    from ..store import atomic_write_bytes
-
-    atomic_write_bytes(store.root / "selectors" / f"{key}.json", canonical_json(value), tmp_dir=store.tmp_dir)
 
 
 def build_project_wheel(project: Path, out: Path) -> Path:
@@ -244,8 +228,6 @@ def dependency_layers(spec: PythonSpec, base: BaseImage, store: ContentStore, pr
         note(f"python  downloaded {downloaded} wheels")
     options = TarOptions(mtime=DEPS_MTIME)
     if spec.bytecode:
-        import sys
-
         host = f"{sys.version_info[0]}.{sys.version_info[1]}"
         if host != target.version:
             raise ConfigError(f"python: bytecode = true needs the build machine's Python ({host}) to match the "
@@ -259,8 +241,6 @@ def dependency_layers(spec: PythonSpec, base: BaseImage, store: ContentStore, pr
 
     layout_key = json.dumps([DEPS_VERSION, layout.prefix, layout.python_version, layout.interpreter])
     add("venv", f"venv {layout_key}", lambda: venv_entries(layout), ())
-    import sys
-
     compiled = f" bytecode {sys.version}" if spec.bytecode else ""
     for label, group in group_wheels(wheels, spec):
         key = f"wheels {layout_key} {sorted(w.sha256 for w in group)}{compiled}"
@@ -269,8 +249,6 @@ def dependency_layers(spec: PythonSpec, base: BaseImage, store: ContentStore, pr
     if spec.project:
         with tempfile.TemporaryDirectory(prefix="ocibuild-project-") as td:
             wheel = build_project_wheel(project, Path(td))
-            from ..layers import build_layer
-
             start = time.monotonic()
             built = build_layer(wheel_entries(wheel, layout), store, compression=compression,
                                 options=TarOptions(mtime=DEPS_MTIME))
@@ -285,16 +263,15 @@ def cached_target(spec: PythonSpec, base: BaseImage, store: ContentStore) -> Tar
     overrides = [spec.interpreter, spec.python_version, spec.libc, spec.libc_version]
     key = "target-" + hashlib.sha256(json.dumps([DEPS_VERSION, str(base.digest), str(base.config.platform),
                                                  overrides]).encode()).hexdigest()
-    record = _get_json(store, key) if base.digest is not None else None
-    if record:
-        d = record[0]
+    d = store.get_record(key) if base.digest is not None else None
+    if isinstance(d, dict):
         return TargetPython(interpreter=str(d["interpreter"]), version=str(d["version"]),
                             full_version=str(d["full_version"]), implementation=str(d["implementation"]),
                             platform=base.config.platform, libc=str(d["libc"]), libc_version=str(d["libc_version"]))
     target = detect_target(base, store, interpreter=spec.interpreter, python_version=spec.python_version,
                            libc=spec.libc, libc_version=spec.libc_version)
     if base.digest is not None:
-        _put_json(store, key, [dict(target.to_dict())])
+        store.put_record(key, target.to_dict())
     return target
 
 
