@@ -24,6 +24,18 @@ def _load(raw: bytes, what: str) -> dict[str, Any]:
     return data
 
 
+def _with_optional(out: dict[str, Any], annotations: Mapping[str, str], subject: Descriptor | None,
+                   artifact_type: str) -> dict[str, Any]:
+    """The optional fields manifests and indexes share, added only when set."""
+    if annotations:
+        out["annotations"] = dict(annotations)
+    if subject is not None:
+        out["subject"] = subject.to_dict()
+    if artifact_type:
+        out["artifactType"] = artifact_type
+    return out
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ImageManifest:
     """An image manifest: one config and an ordered list of layers."""
@@ -63,13 +75,7 @@ class ImageManifest:
             "config": self.config.to_dict(),
             "layers": [d.to_dict() for d in self.layers],
         }
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        if self.subject is not None:
-            out["subject"] = self.subject.to_dict()
-        if self.artifact_type:
-            out["artifactType"] = self.artifact_type
-        return out
+        return _with_optional(out, self.annotations, self.subject, self.artifact_type)
 
     def to_json(self) -> bytes:
         """Canonical bytes; their sha256 is the manifest digest."""
@@ -109,13 +115,7 @@ class ImageIndex:
             "mediaType": str(self.media_type),
             "manifests": [d.to_dict() for d in self.manifests],
         }
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        if self.subject is not None:
-            out["subject"] = self.subject.to_dict()
-        if self.artifact_type:
-            out["artifactType"] = self.artifact_type
-        return out
+        return _with_optional(out, self.annotations, self.subject, self.artifact_type)
 
     def to_json(self) -> bytes:
         return canonical_json(self.to_dict())
