@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 from pathlib import Path
@@ -12,6 +11,7 @@ from ..errors import DigestMismatch, ImageNotFound, SourceError
 from ..spec import Descriptor, Digest, ImageConfig, ImageManifest, MediaType, Platform
 from ..store import CHUNK, ContentStore
 from .base import ANY_PLATFORM, BaseImage
+from .layout import TarReader
 
 _MAGIC = {b"\x1f\x8b": MediaType.OCI_LAYER_GZIP, b"\x28\xb5\x2f\xfd": MediaType.OCI_LAYER_ZSTD}
 
@@ -29,19 +29,15 @@ def load_docker_archive(path: Path, reference: str | None, store: ContentStore,
     if not path.exists():
         raise ImageNotFound(f"base {where} not found: {path} does not exist")
     try:
-        tar = tarfile.open(path, "r:")
+        reader = TarReader(path)
     except (tarfile.TarError, OSError) as exc:
         raise SourceError(f"base {where}: cannot read the archive: {exc}") from None
-    with tar:
-        members = {m.name.removeprefix("./"): m for m in tar.getmembers()}
-
+    try:
         def read(name: str) -> bytes:
-            member = members.get(name)
-            f = tar.extractfile(member) if member is not None else None
-            if f is None:
-                raise SourceError(f"base {where}: {name} is missing from the archive")
-            with f:
-                return f.read()
+            try:
+                return reader.read(name)
+            except FileNotFoundError:
+                raise SourceError(f"base {where}: {name} is missing from the archive") from None
 
         try:
             entries: list[dict[str, Any]] = json.loads(read("manifest.json"))
@@ -57,19 +53,17 @@ def load_docker_archive(path: Path, reference: str | None, store: ContentStore,
             raise SourceError(f"base {where}: {len(layer_names)} layers but {len(config.diff_ids)} diff_ids")
         layers = []
         for name, diff_id in zip(layer_names, config.diff_ids, strict=True):
-            member = members.get(name)
-            f = tar.extractfile(member) if member is not None else None
-            if f is None:
-                raise SourceError(f"base {where}: layer {name} is missing from the archive")
+            try:
+                f = reader.open(name)
+            except FileNotFoundError:
+                raise SourceError(f"base {where}: layer {name} is missing from the archive") from None
             with f, store.writer() as w:
                 head = b""
-                hasher = hashlib.sha256()
                 while chunk := f.read(CHUNK):
                     head = head or chunk[:4]
-                    hasher.update(chunk)
                     w.write(chunk)
                 media = _media_type(head)
-                if media == MediaType.OCI_LAYER and Digest.from_hasher(hasher) != diff_id:
+                if media == MediaType.OCI_LAYER and w.digest() != diff_id:  # uncompressed: digest is the diff_id
                     w.abort()
                     raise DigestMismatch(f"base {where}: layer {name} does not match diff_id {diff_id}")
                 digest = w.commit()
@@ -82,6 +76,8 @@ def load_docker_archive(path: Path, reference: str | None, store: ContentStore,
         )
         return BaseImage(manifest=manifest, config=config, digest=Digest.of(manifest.to_json()),
                          platforms=(config.platform,))
+    finally:
+        reader.close()
 
 
 def _pick(entries: list[dict[str, Any]], reference: str | None, where: str) -> dict[str, Any]:

@@ -33,7 +33,9 @@ class _DirReader:
         pass
 
 
-class _TarReader:
+class TarReader:
+    """Random access to the members of an (uncompressed) tar file, by name."""
+
     def __init__(self, path: Path) -> None:
         self._tar = tarfile.open(path, "r:")
         self._members = {m.name.removeprefix("./"): m for m in self._tar.getmembers()}
@@ -73,7 +75,7 @@ def load_layout(path: Path, tag: str | None, store: ContentStore, platform: Plat
     if not path.exists():
         raise ImageNotFound(f"base {where} not found: {path} does not exist")
     try:
-        reader: Any = _TarReader(path) if archive else _DirReader(path)
+        reader: Any = TarReader(path) if archive else _DirReader(path)
     except (tarfile.TarError, OSError) as exc:
         raise SourceError(f"base {where}: cannot read the archive: {exc}") from None
     try:
