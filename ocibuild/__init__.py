@@ -1,6 +1,6 @@
 """ocibuild: daemonless, reproducible OCI images for Python projects.
 
-The library API (the CLI is a thin layer over it)::
+The library API (the CLI is a thin layer over it). Build, then publish::
 
     from pathlib import Path
     import ocibuild
@@ -10,17 +10,17 @@ The library API (the CLI is a thin layer over it)::
         base=ocibuild.parse_location("scratch"),
         layers=(ocibuild.LayerSpec(src=Path("."), dest="/app"),),
         settings=ocibuild.ImageSettings(entrypoint=("/bin/sh", "/app/hello.sh")),
-        outputs=(ocibuild.parse_location("oci:out/hello:v1"),),
     )
-    result = ocibuild.build(plan)
+    result = ocibuild.build(plan)                      # in memory (layers in the content store)
+    ocibuild.publish(result, ["oci:out/hello:v1"])    # or sink_for("docker://...", session=...)
     print(result.digest)
 
-or read a project's build file: ``ocibuild.load_plan("examples/hello")``.
+or read a project's build file: ``ocibuild.load_plan("examples/hello")``. Images can also be
+composed by hand: ``ocibuild.mutate.append(base, ocibuild.mutate.Addendum(layer=...))``.
 """
 
-__version__ = "0.1.0"
-
-from .build import BuildResult, LayerReport, build
+from . import mutate
+from .build import BuildResult, BuildResultPlatform, LayerReport, build
 from .config import Overrides, load_plan
 from .errors import (
     ConfigError,
@@ -30,50 +30,95 @@ from .errors import (
     OcibuildError,
     OutputError,
     RegistryError,
+    RemoteFileNotFound,
+    ResolutionError,
+    SignatureError,
     SourceError,
     StoreError,
+    UnknownPackage,
 )
-from .events import BaseResolved, Event, LayerDone, OutputDone
-from .image import Image
+from .events import BaseResolved, BlobTransferred, Event, EventHandler, LayerDone, Note, OutputDone, Progress, Pushed
+from .image import Artifact, BlobLayer, Image, Index, Layer, MemoryImage, MemoryIndex, Mountable
+from .inspect import ImageInfo, LayerInfo, inspect_image
 from .layers import Compression
-from .plan import BuildPlan, ImageSettings, LayerSpec
-from .sources import BaseImage, resolve_base
+from .plan import BuildPlan, FileEntry, ImageSettings, LayerSpec, PythonSpec, plan_schema
+from .publish import publish
+from .sinks import DockerArchiveSink, LayoutSink, MultiSink, OciArchiveSink, RegistrySink, Sink, sink_for
+from .sources import base_platforms, resolve_base
+from .spec import Digest, Platform, Reference
 from .store import ContentStore
-from .transports import DockerArchive, Location, OciArchive, OciLayout, Registry, Scratch, parse_location
+from .transports import DebianBase, DockerArchive, Location, OciArchive, OciLayout, Registry, Scratch, parse_location
+from .version import __version__
 
 __all__ = [
-    "BaseImage",
+    "Artifact",
     "BaseResolved",
+    "BlobLayer",
+    "BlobTransferred",
     "BuildPlan",
     "BuildResult",
+    "BuildResultPlatform",
     "Compression",
     "ConfigError",
     "ContentStore",
+    "DebianBase",
+    "Digest",
     "DigestMismatch",
     "DockerArchive",
+    "DockerArchiveSink",
     "Event",
+    "EventHandler",
+    "FileEntry",
     "Image",
+    "ImageInfo",
     "ImageNotFound",
     "ImageSettings",
+    "Index",
+    "Layer",
     "LayerDone",
     "LayerError",
+    "LayerInfo",
     "LayerReport",
     "LayerSpec",
+    "LayoutSink",
     "Location",
+    "MemoryImage",
+    "MemoryIndex",
+    "Mountable",
+    "MultiSink",
+    "Note",
     "OciArchive",
+    "OciArchiveSink",
     "OciLayout",
     "OcibuildError",
     "OutputDone",
     "OutputError",
     "Overrides",
+    "Platform",
+    "Progress",
+    "Pushed",
+    "PythonSpec",
+    "Reference",
     "Registry",
     "RegistryError",
+    "RegistrySink",
+    "RemoteFileNotFound",
+    "ResolutionError",
     "Scratch",
+    "SignatureError",
+    "Sink",
     "SourceError",
     "StoreError",
+    "UnknownPackage",
     "__version__",
+    "base_platforms",
     "build",
+    "inspect_image",
     "load_plan",
+    "mutate",
     "parse_location",
+    "plan_schema",
+    "publish",
     "resolve_base",
+    "sink_for",
 ]

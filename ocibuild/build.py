@@ -1,4 +1,5 @@
-"""Orchestration: plan -> base -> layers -> config -> image -> outputs. Emits events, prints nothing."""
+"""Build: plan -> base -> layers -> config -> ``Image`` (or ``Index``). No output is written here:
+``ocibuild.publish`` writes a result to sinks. Emits events, prints nothing."""
 
 from __future__ import annotations
 
@@ -7,39 +8,49 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, LayerError, OutputError
-from .events import BaseResolved, EventHandler, LayerDone, Note, OutputDone, ignore
-from .image import Artifact, Image, Index
-from .layers import Compression, TarEntry, TarOptions, build_layer, collect
-from .layers.builder import BuiltLayer
-from .plan import BuildPlan, ImageSettings, LayerSpec
-from .sinks import check_output, write_output
-from .sources import ANY_PLATFORM, BaseImage, resolve_base
-from .spec import ContainerConfig, Descriptor, History, ImageConfig, Platform
+from . import mutate
+from .errors import ConfigError, OutputError, ResolutionError
+from .events import BaseResolved, EventHandler, LayerDone, Note, ignore
+from .image import Artifact, Image, Index, Layer, store_layer
+from .layers import TarEntry, TarOptions, build_layer, collect
+from .layers.policy import compression_for, split
+from .plan import BuildPlan, FileEntry, LayerSpec
+from .sinks import Sink, sink_for
+from .sources import base_platforms, resolve_base
+from .spec import Descriptor, Platform
+from .spec.annotations import BASE_DIGEST, BASE_NAME, CREATED, rfc3339
 from .store import ContentStore
-from .transports import DebianBase, DockerArchive, Location, OciArchive, OciLayout, Registry
+from .transports import DebianBase, DockerArchive, OciArchive, OciLayout, Registry, Scratch
 
 if TYPE_CHECKING:
+    import requests
+
     from .registry import RegistryClient
 
-BASE_NAME = "org.opencontainers.image.base.name"
-BASE_DIGEST = "org.opencontainers.image.base.digest"
-CREATED = "org.opencontainers.image.created"
+__all__ = ["BuildResult", "BuildResultPlatform", "LayerReport", "build", "build_file_layers", "plan_sinks"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LayerReport:
+    """A layer the build added: its label (``app``, ``py:numpy``, ...), the layer, and whether the
+    cache served it."""
+
     label: str
-    descriptor: Descriptor
+    layer: Layer = field(repr=False, compare=False)
     cached: bool
+
+    @property
+    def descriptor(self) -> Descriptor:
+        return self.layer.descriptor()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BuildResultPlatform:
+    """One platform's image of a (multi-platform) build."""
+
     platform: str
     digest: str
     layers: tuple[LayerReport, ...]
@@ -47,30 +58,42 @@ class BuildResultPlatform:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BuildResult:
-    """What a build produced: the image (the first platform's, with the layers it added), and for a
-    multi-platform build the index over all of them."""
+    """What a build produced, in memory: the ``artifact`` (an ``Image``, or an ``Index`` for several
+    platforms), the first platform's image and the layers it added, and the plan it came from.
+    Nothing has been written to the plan's outputs yet: pass it to ``ocibuild.publish``."""
 
+    artifact: Artifact
     image: Image
     layers: tuple[LayerReport, ...]
-    outputs: tuple[str, ...]
-    base: BaseImage = field(repr=False)
+    plan: BuildPlan = field(repr=False)
+    base: Image = field(repr=False)
     python: dict[str, Any] | None = None
-    index: Index | None = None
     platforms: tuple[BuildResultPlatform, ...] = ()
+    outputs: tuple[str, ...] = ()  # filled in by publish()
+
+    @property
+    def index(self) -> Index | None:
+        """The index of a multi-platform build, else None."""
+        return self.artifact if isinstance(self.artifact, Index) else None
 
     @property
     def digest(self) -> str:
         """The digest to refer to the result by: the index's for several platforms, else the manifest's."""
-        return str(self.index.digest if self.index is not None else self.image.digest)
+        return str(self.artifact.digest)
 
     def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` form: digests, layers (with cache hits), platforms and outputs."""
+        def layers(reports: tuple[LayerReport, ...]) -> list[dict[str, Any]]:
+            return [{"label": r.label, "cached": r.cached, **r.descriptor.to_dict()} for r in reports]
+
         multi = {}
         if self.index is not None:
             multi = {"index": {"mediaType": str(self.index.descriptor().media_type), "digest": self.digest,
                                "size": len(self.index.index_bytes)},
-                     "platforms": [{"platform": p.platform, "digest": p.digest,
-                                    "layers": [{"label": r.label, "cached": r.cached, **r.descriptor.to_dict()}
-                                               for r in p.layers]} for p in self.platforms]}
+                     "platforms": [{"platform": p.platform, "digest": p.digest, "layers": layers(p.layers)}
+                                   for p in self.platforms]}
+        base_digest = None if isinstance(self.plan.base_for(self.image.config.platform), Scratch) \
+            else str(self.base.digest)
         return {
             **multi,
             "digest": self.digest,
@@ -78,41 +101,11 @@ class BuildResult:
                          "size": len(self.image.manifest_bytes)},
             "config": self.image.manifest.config.to_dict(),
             "platform": str(self.image.config.platform),
-            "base": {"digest": str(self.base.digest) if self.base.digest else None,
-                     "layers": len(self.base.layers)},
-            "layers": [{"label": r.label, "cached": r.cached, **r.descriptor.to_dict()} for r in self.layers],
+            "base": {"digest": base_digest, "layers": len(self.base.layers)},
+            "layers": layers(self.layers),
             "outputs": list(self.outputs),
             **({"python": self.python} if self.python is not None else {}),
         }
-
-
-def rfc3339(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def merged_config(base: ContainerConfig, s: ImageSettings) -> ContainerConfig:
-    """The base's runtime config with the build's settings on top (Docker's rules: setting an
-    entrypoint without a cmd clears the base's cmd)."""
-    env = base.env_dict()
-    env.update(s.env)
-    entrypoint, cmd = base.entrypoint, base.cmd
-    if s.entrypoint is not None:
-        entrypoint = s.entrypoint
-        cmd = s.cmd
-    elif s.cmd is not None:
-        cmd = s.cmd
-    return replace(
-        base,
-        env=tuple(f"{k}={v}" for k, v in env.items()),
-        entrypoint=entrypoint,
-        cmd=cmd,
-        working_dir=s.workdir if s.workdir is not None else base.working_dir,
-        user=s.user if s.user is not None else base.user,
-        labels={**base.labels, **s.labels},
-        exposed_ports=tuple(sorted({*base.exposed_ports, *s.ports})),
-        volumes=tuple(sorted({*base.volumes, *s.volumes})),
-        stop_signal=s.stop_signal if s.stop_signal is not None else base.stop_signal,
-    )
 
 
 def _local_outputs(plan: BuildPlan) -> list[Path]:
@@ -120,6 +113,8 @@ def _local_outputs(plan: BuildPlan) -> list[Path]:
 
 
 def _describe(spec: LayerSpec, project: Path) -> str:
+    if spec.files:
+        return f"ocibuild: COPY {len(spec.files)} files {spec.dest if spec.dest != '/' else ''}".rstrip()
     src = spec.src
     if src.is_absolute():
         try:
@@ -129,56 +124,35 @@ def _describe(spec: LayerSpec, project: Path) -> str:
     return f"ocibuild: COPY {src.as_posix()} {spec.dest}"
 
 
-MODEL_SUFFIXES = (".safetensors", ".onnx", ".joblib", ".pkl", ".pt", ".pth", ".bin", ".gguf", ".ggml", ".h5",
-                  ".keras", ".tflite", ".npy", ".npz", ".parquet", ".ckpt", ".msgpack", ".pb")
-LARGE_FILE = 16 << 20  # any file this big gets its own layer
-MODEL_FILE = 1 << 20  # a model/data file this big gets its own layer
-
-
-def is_large(entry: TarEntry) -> bool:
-    """Model weights and other big files: kept out of the code layer so a code edit never re-uploads them."""
-    return entry.kind == "file" and (entry.size >= LARGE_FILE or (
-        entry.size >= MODEL_FILE and entry.path.lower().endswith(MODEL_SUFFIXES)))
-
-
-def compression_for(entry: TarEntry, chosen: Compression) -> Compression:
-    """Big files that gzip cannot shrink (float weights) are stored uncompressed: readable by every
-    runtime, and no CPU is burnt for nothing. zstd (fast on such data) and none are kept as chosen."""
-    if chosen.algorithm != "gzip" or entry.source is None:
-        return chosen
-    import zlib
-
-    with entry.source.open("rb") as f:
-        f.seek(max(0, entry.size // 2 - (1 << 19)))
-        sample = f.read(1 << 20)
-    if sample and len(zlib.compress(sample, 1)) > 0.9 * len(sample):
-        return Compression.parse("none")
-    return chosen
+def _explicit_entries(files: tuple[FileEntry, ...], skip: list[Path]) -> list[TarEntry]:
+    entries: list[TarEntry] = []
+    for f in files:
+        found = collect(f.src, f.dest, skip=skip)
+        if f.mode is not None:
+            found = [replace(e, mode=f.mode) if e.kind == "file" else e for e in found]
+        entries += found
+    return entries
 
 
 def build_file_layers(spec: LayerSpec, plan: BuildPlan, store: ContentStore, *,
-                      skip: list[Path] | None = None) -> list[tuple[str, BuiltLayer, int]]:
-    """The layers for one ``LayerSpec``: one per large file (model weights; see ``is_large``), then the
-    rest (the code), last. Returns (label, layer, file count) for each."""
-    project = plan.project_dir.absolute()
-    src = spec.src if spec.src.is_absolute() else project / spec.src
-    try:
-        src.absolute().resolve().relative_to(project.resolve())
-    except ValueError:
-        raise LayerError(
-            f"layer source {spec.src} is outside the project folder {project}; "
-            "move it into the project or build from a folder that contains it"
-        ) from None
-    entries = collect(src, spec.dest, excludes=spec.exclude, skip=skip or ())
+                      skip: list[Path] | None = None) -> list[tuple[str, Layer, bool, int]]:
+    """The layers for one ``LayerSpec``: one per large file (model weights; see ``layers.policy``),
+    then the rest (the code), last. Returns (label, layer, cached, file count) for each."""
+    if spec.files:
+        entries = _explicit_entries(spec.files, skip or [])
+    else:
+        src = spec.src if spec.src.is_absolute() else plan.project_dir.absolute() / spec.src
+        entries = collect(src, spec.dest, excludes=spec.exclude, skip=skip or ())
     options = TarOptions(uid=plan.uid, gid=plan.gid, mtime=plan.source_date_epoch)
-    big = sorted((e for e in entries if is_large(e)), key=lambda e: e.path)
-    out = []
+    big, rest = split(entries)
+    out: list[tuple[str, Layer, bool, int]] = []
     for entry in big:
         built = build_layer([entry], store, compression=compression_for(entry, plan.compression), options=options)
-        out.append((f"{spec.label}:{entry.path.rsplit('/', 1)[-1]}", built, 1))
-    rest = [e for e in entries if not is_large(e)]
+        out.append((f"{spec.label}:{entry.path.rsplit('/', 1)[-1]}",
+                    store_layer(store, built.descriptor, built.diff_id), built.cached, 1))
     built = build_layer(rest, store, compression=plan.compression, options=options)
-    out.append((spec.label, built, sum(1 for e in rest if e.kind == "file")))
+    out.append((spec.label, store_layer(store, built.descriptor, built.diff_id), built.cached,
+                sum(1 for e in rest if e.kind == "file")))
     return out
 
 
@@ -186,140 +160,151 @@ def build_file_layers(spec: LayerSpec, plan: BuildPlan, store: ContentStore, *,
 class _FileLayer:
     spec: LayerSpec
     label: str
-    built: BuiltLayer
+    layer: Layer
+    cached: bool
     files: int
     seconds: float
 
 
-def _file_layers(plan: BuildPlan, store: ContentStore, on_event: EventHandler) -> list[_FileLayer]:
+def _file_layers(plan: BuildPlan, store: ContentStore) -> list[_FileLayer]:
     """The plan's file layers: platform-independent, so built once for every platform."""
     skip = [*_local_outputs(plan), store.root]
-    skip += [b.lock.absolute() for b in (plan.base, *plan.base_by_platform.values())
+    skip += [b.lock.absolute() for b in (plan.base, *plan.bases.values())
              if isinstance(b, DebianBase) and b.lock is not None]  # written by the build itself
     out = []
     for spec in plan.layers:
         start = time.monotonic()
-        for label, built, files in build_file_layers(spec, plan, store, skip=skip):
-            out.append(_FileLayer(spec=spec, label=label, built=built, files=files,
+        for label, layer, cached, files in build_file_layers(spec, plan, store, skip=skip):
+            out.append(_FileLayer(spec=spec, label=label, layer=layer, cached=cached, files=files,
                                   seconds=time.monotonic() - start))
             start = time.monotonic()
     return out
 
 
-def _base_location(plan: BuildPlan, platform: Platform | None) -> Location:
-    if not plan.base_by_platform:
-        return plan.base
-    for key, location in plan.base_by_platform.items():
-        if platform is not None and Platform.parse(key).matches(platform):
-            return location
-    have = ", ".join(plan.base_by_platform)
-    raise ConfigError(f"no base is configured for {platform or 'the host platform'} (bases are given for: {have}); "
-                      "add one to the base table or pick a configured --platform")
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class _Built:
     image: Image
-    base: BaseImage
+    base: Image
     reports: tuple[LayerReport, ...]
     python: dict[str, Any] | None
 
 
+def _python_layers(plan: BuildPlan, base: Image, store: ContentStore, on_event: EventHandler,
+                   session: requests.Session | None, created: str) -> tuple[list[mutate.Addendum],
+                                                                          list[LayerReport], dict[str, str],
+                                                                          dict[str, Any]]:
+    from .python.deps import dependency_layers
+
+    assert plan.python is not None
+    deps = dependency_layers(plan.python, base, store, plan.project_dir.absolute(), compression=plan.compression,
+                             note=lambda text: on_event(Note(text=text)), session=session)
+    addenda, reports = [], []
+    for d in deps.layers:
+        layer = store_layer(store, d.built.descriptor, d.built.diff_id)
+        what = ", ".join(d.wheels[:8]) + (f" and {len(d.wheels) - 8} more" if len(d.wheels) > 8 else "")
+        addenda.append(mutate.Addendum(layer=layer, created=created,
+                                       created_by=f"ocibuild: python {d.label}" + (f" ({what})" if what else "")))
+        label = f"py:{d.label}"
+        reports.append(LayerReport(label=label, layer=layer, cached=d.built.cached))
+        on_event(LayerDone(label=label, descriptor=layer.descriptor(), cached=d.built.cached, seconds=d.seconds,
+                           files=len(d.wheels)))
+    env = deps.env(base.config.config.env_dict().get("PATH", ""))
+    info = {"target": deps.target.to_dict(), "venv": deps.layout.prefix,
+            "pins": [f"{p.name}=={p.version}" for p in deps.pins],
+            "resolved_from_cache": deps.resolved_from_cache, "downloaded": deps.downloaded}
+    return addenda, reports, env, info
+
+
 def _build_one(plan: BuildPlan, store: ContentStore, platform: Platform | None, client: RegistryClient | None,
-               on_event: EventHandler, file_layers: list[_FileLayer], *, report_files: bool) -> _Built:
-    location = _base_location(plan, platform)
+               on_event: EventHandler, file_layers: list[_FileLayer], session: requests.Session | None) -> _Built:
+    location = plan.base_for(platform)
     base = resolve_base(location, store, platform, client=client)
-    on_event(BaseResolved(base=str(location), digest=base.digest, layers=len(base.layers),
+    scratch = isinstance(location, Scratch)
+    on_event(BaseResolved(base=str(location), digest=None if scratch else base.digest, layers=len(base.layers),
                           platform=str(base.config.platform)))
     created = rfc3339(plan.source_date_epoch)
-    config: ImageConfig = base.config
-    layers: list[Descriptor] = list(base.layers)
+    addenda: list[mutate.Addendum] = []
     reports: list[LayerReport] = []
     settings = plan.settings
     python_info: dict[str, Any] | None = None
     if plan.python is not None:
-        from .python.deps import dependency_layers
-
-        deps = dependency_layers(plan.python, base, store, plan.project_dir.absolute(), compression=plan.compression,
-                                 note=lambda text: on_event(Note(text=text)))
-        for d in deps.layers:
-            layers.append(d.built.descriptor)
-            what = ", ".join(d.wheels[:8]) + (f" and {len(d.wheels) - 8} more" if len(d.wheels) > 8 else "")
-            config = config.with_layer(d.built.diff_id, History(
-                created=created, created_by=f"ocibuild: python {d.label}" + (f" ({what})" if what else "")))
-            label = f"py:{d.label}"
-            reports.append(LayerReport(label=label, descriptor=d.built.descriptor, cached=d.built.cached))
-            on_event(LayerDone(label=label, descriptor=d.built.descriptor, cached=d.built.cached, seconds=d.seconds,
-                               files=len(d.wheels)))
-        python_env = deps.env(base.config.config.env_dict().get("PATH", ""))
-        python_info = {"target": deps.target.to_dict(), "venv": deps.layout.prefix,
-                       "pins": [f"{p.name}=={p.version}" for p in deps.pins],
-                       "resolved_from_cache": deps.resolved_from_cache, "downloaded": deps.downloaded}
-        settings = replace(settings, env={**python_env, **settings.env})
+        addenda, reports, env, python_info = _python_layers(plan, base, store, on_event, session, created)
+        settings = replace(settings, env={**env, **settings.env})
     for fl in file_layers:
-        layers.append(fl.built.descriptor)
         what = _describe(fl.spec, plan.project_dir) + (f" ({fl.label.split(':', 1)[1]})" if ":" in fl.label else "")
-        config = config.with_layer(fl.built.diff_id, History(created=created, created_by=what))
-        reports.append(LayerReport(label=fl.label, descriptor=fl.built.descriptor, cached=fl.built.cached))
-        if report_files:
-            on_event(LayerDone(label=fl.label, descriptor=fl.built.descriptor, cached=fl.built.cached,
-                               seconds=fl.seconds, files=fl.files))
-    config = replace(config, created=created, config=merged_config(config.config, settings))
-    image = Image.assemble(config, layers, annotations=_annotations(plan, base, created))
-    image.store_metadata(store)
+        addenda.append(mutate.Addendum(layer=fl.layer, created=created, created_by=what))
+        reports.append(LayerReport(label=fl.label, layer=fl.layer, cached=fl.cached))
+    image = mutate.append(base, *addenda)
+    image = mutate.with_created(mutate.with_settings(image, settings), plan.source_date_epoch)
+    image = mutate.with_annotations(image, _annotations(plan, location, base, created))
     return _Built(image=image, base=base, reports=tuple(reports), python=python_info)
 
 
 def _targets(plan: BuildPlan, store: ContentStore, client: RegistryClient | None,
              on_event: EventHandler) -> list[Platform | None]:
-    if plan.all_platforms:
-        location = plan.base if not plan.base_by_platform else None
-        if location is None:
-            return [Platform.parse(k) for k in plan.base_by_platform]
-        offered = resolve_base(location, store, ANY_PLATFORM, client=client).platforms
+    if plan.platforms == "all":
+        if plan.bases:
+            return [Platform.parse(k) for k in plan.bases]
+        offered = base_platforms(plan.base, store, client=client)
         on_event(Note(text=f"platforms {', '.join(map(str, offered))} (all the base offers)"))
         return list(offered)
     if plan.platforms:
         return list(plan.platforms)
-    return [plan.platform]
+    if plan.bases:
+        return [Platform.parse(k) for k in plan.bases]
+    return [None]
+
+
+def plan_sinks(plan: BuildPlan, *, client: RegistryClient | None = None, session: requests.Session | None = None,
+               on_event: EventHandler | None = None) -> list[Sink]:
+    """The sinks for the plan's outputs, archive entries stamped with its ``source_date_epoch``."""
+    return [sink_for(o, client=client, session=session, mtime=plan.source_date_epoch, on_event=on_event)
+            for o in plan.outputs]
+
+
+def _registry_client(plan: BuildPlan, client: RegistryClient | None, session: requests.Session | None,
+                     on_event: EventHandler) -> RegistryClient | None:
+    if client is not None:
+        return client
+    if session is None and not any(isinstance(loc, Registry) for loc in (plan.base, *plan.bases.values())):
+        return None
+    from .registry import RegistryClient
+
+    return RegistryClient(session, on_event=on_event)
 
 
 def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: EventHandler = ignore,
-          client: RegistryClient | None = None) -> BuildResult:
-    """Build the image ``plan`` describes (one per platform, joined in an index when there are
-    several) and write it to every output in ``plan.outputs``. Registry bases and outputs go through
-    ``client`` (default: a ``RegistryClient`` with the usual credential sources).
+          client: RegistryClient | None = None, session: requests.Session | None = None) -> BuildResult:
+    """Build the image ``plan`` describes: one per platform, joined in an index when there are
+    several. Layers go to ``store`` (the content-addressed cache); nothing is written to the plan's
+    outputs, but each is checked now, so a build never ends with an unwritable output: give the
+    result to ``publish`` to write it. Registry bases (and PyPI downloads) use ``client`` or
+    ``session`` when given.
 
-    >>> result = build(BuildPlan(project_dir=Path("."), outputs=(parse_location("oci:out/app:v1"),)))
-    ... # doctest: +SKIP
+    >>> result = build(load_plan("examples/hello").with_outputs("oci:out/hello:v1"))  # doctest: +SKIP
+    >>> publish(result)  # doctest: +SKIP
     """
-    from .python.resolve import ResolutionError
-
     store = store or ContentStore.default()
-    for output in plan.outputs:
-        check_output(output)
-    locations = (plan.base, *plan.base_by_platform.values(), *plan.outputs)
-    if client is None and any(isinstance(loc, Registry) for loc in locations):
-        from .registry import RegistryClient
-
-        client = RegistryClient(on_event=on_event)
+    for sink in plan_sinks(plan, client=client, session=session):
+        sink.check()
+    client = _registry_client(plan, client, session, on_event)
     targets = _targets(plan, store, client, on_event)
     if len(targets) > 1 and any(isinstance(o, DockerArchive) for o in plan.outputs):
         raise OutputError(f"a docker archive holds one platform, but {len(targets)} were asked for "
                           f"({', '.join(map(str, targets))}); choose one with --platform, or write oci:/oci-archive:")
-    file_layers = _file_layers(plan, store, on_event)
+    file_layers = _file_layers(plan, store)
     for fl in file_layers:
-        on_event(LayerDone(label=fl.label, descriptor=fl.built.descriptor, cached=fl.built.cached,
-                           seconds=fl.seconds, files=fl.files))
+        on_event(LayerDone(label=fl.label, descriptor=fl.layer.descriptor(), cached=fl.cached, seconds=fl.seconds,
+                           files=fl.files))
     built: list[_Built] = []
     if len(targets) == 1:
-        built.append(_build_one(plan, store, targets[0], client, on_event, file_layers, report_files=False))
+        built.append(_build_one(plan, store, targets[0], client, on_event, file_layers, session))
     else:
         def one(platform: Platform | None) -> _Built | None:
             try:
-                return _build_one(plan, store, platform, client, on_event, file_layers, report_files=False)
+                return _build_one(plan, store, platform, client, on_event, file_layers, session)
             except ResolutionError as exc:
-                if not plan.all_platforms:
+                if plan.platforms != "all":
                     raise
                 on_event(Note(text=f"skip    {platform}: {exc}"))
                 return None
@@ -329,28 +314,22 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
         built = [b for b in results if b is not None]
         if not built:
             raise ConfigError("no platform of the base can be built (see the lines above for why)")
-    artifact: Artifact = built[0].image if len(built) == 1 else Index.assemble(
-        [b.image for b in built], annotations={CREATED: rfc3339(plan.source_date_epoch)})
-    artifact.store_metadata(store)
-    written = []
-    mount_from = plan.base.reference if isinstance(plan.base, Registry) else None
-    for output in plan.outputs:
-        start = time.monotonic()
-        write_output(output, artifact, store, mtime=plan.source_date_epoch, client=client, mount_from=mount_from)
-        written.append(str(output))
-        on_event(OutputDone(output=str(output), digest=artifact.digest, seconds=time.monotonic() - start))
-    return BuildResult(image=built[0].image, layers=built[0].reports, outputs=tuple(written), base=built[0].base,
-                       python=built[0].python, index=artifact if isinstance(artifact, Index) else None,
+    artifact: Artifact = built[0].image if len(built) == 1 else mutate.index_of(
+        [b.image for b in built], created=plan.source_date_epoch)
+    return BuildResult(artifact=artifact, image=built[0].image, layers=built[0].reports, plan=plan,
+                       base=built[0].base, python=built[0].python,
                        platforms=tuple(BuildResultPlatform(platform=str(b.image.config.platform),
                                                            digest=str(b.image.digest), layers=b.reports)
                                        for b in built))
 
 
-def _annotations(plan: BuildPlan, base: BaseImage, created: str) -> Mapping[str, str]:
+def _annotations(plan: BuildPlan, location: object, base: Image, created: str) -> Mapping[str, str]:
     out = {CREATED: created}
-    if base.digest is not None:
+    if not isinstance(location, Scratch):
         out[BASE_DIGEST] = str(base.digest)
-    if base.name:
-        out[BASE_NAME] = base.name
+    if isinstance(location, Registry):
+        out[BASE_NAME] = str(location.reference)
     out.update(plan.settings.annotations)
     return out
+
+

@@ -7,6 +7,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import sys
 import time
 import traceback
@@ -14,15 +15,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
 from .build import build
 from .config import DEFAULT_DEBIAN_PACKAGES, Overrides, load_plan
-from .errors import ConfigError, OcibuildError, RegistryError
+from .errors import ConfigError, OcibuildError
 from .events import BaseResolved, BlobTransferred, Event, LayerDone, Note, OutputDone, Progress, Pushed
-from .spec import Reference
+from .publish import publish
+from .spec import Platform, Reference
 from .store import ContentStore, atomic_write_bytes, default_cache_dir
+from .version import __version__
 
 if TYPE_CHECKING:  # the registry client (and requests) load only when a registry is involved
+    from .plan import BuildPlan
     from .registry import CredentialProvider, RegistryClient
 
 
@@ -127,6 +130,10 @@ def _parser() -> argparse.ArgumentParser:
     py.add_argument("--index-url", metavar="URL", help="package index (default: PyPI, or UV_/PIP_INDEX_URL)")
     py.add_argument("--no-index", action="store_true", help="use only --find-links (air-gapped builds)")
     b.add_argument("--config", type=Path, help="build file (default: PROJECT/ocibuild.toml or pyproject.toml)")
+    b.add_argument("--plan", type=Path, metavar="FILE",
+                   help="build from a JSON build plan (as --print-plan writes it) instead of the build file")
+    b.add_argument("--print-plan", action="store_true",
+                   help="print the build plan the build file and flags give as JSON on stdout; build nothing")
     b.add_argument("--cache-dir", type=Path, help=f"content store (default: $OCIBUILD_CACHE or {default_cache_dir()})")
     b.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials (default: docker/podman logins)")
     b.add_argument("--base-creds", metavar="USER:PASSWORD", help="credentials for the base's registry only")
@@ -223,7 +230,21 @@ def _client(args: argparse.Namespace, on_event: _Reporter | None = None,
                           on_event=on_event if on_event is not None else (lambda _: None))
 
 
-def _cmd_build(args: argparse.Namespace) -> int:
+def _load_build_plan(args: argparse.Namespace) -> BuildPlan:
+    """The plan from ``--plan FILE`` (no build file is read), else from the build file and the flags."""
+    if args.plan is not None:
+        from .plan import BuildPlan
+
+        try:
+            data = json.loads(args.plan.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"--plan {args.plan}: cannot read: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ConfigError(f"--plan {args.plan}: not valid JSON: {exc}") from None
+        plan = BuildPlan.from_dict(data)
+        if args.output:
+            plan = plan.with_outputs(*args.output)
+        return plan
     overrides = Overrides(
         base=args.base, platform=args.platform, outputs=tuple(args.output), entrypoint=args.entrypoint,
         cmd=args.cmd, workdir=args.workdir, user=args.user, env=tuple(args.env), labels=tuple(args.label),
@@ -232,7 +253,14 @@ def _cmd_build(args: argparse.Namespace) -> int:
         python_version=args.python_version, find_links=tuple(args.find_links), index_url=args.index_url,
         no_index=args.no_index,
     )
-    plan = load_plan(Path(args.project), overrides=overrides, config_file=args.config)
+    return load_plan(Path(args.project), overrides=overrides, config_file=args.config)
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    plan = _load_build_plan(args)
+    if args.print_plan:
+        sys.stdout.write(plan.to_json())
+        return 0
     if not plan.outputs:
         raise ConfigError("no output given: add --output LOCATION (e.g. --output oci:out/app:latest) "
                           "or 'outputs = [...]' in the build file")
@@ -248,9 +276,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
     explicit += _creds(args)
     store = _store(args)
     reporter = _Reporter(args.quiet or args.json)
-    registries = any(isinstance(loc, Registry) for loc in (plan.base, *plan.base_by_platform.values(), *plan.outputs))
+    registries = any(isinstance(loc, Registry) for loc in (plan.base, *plan.bases.values(), *plan.outputs))
     client = _client(args, reporter, explicit) if registries or args.ca_file or args.insecure_registry else None
-    result = build(plan, store=store, on_event=reporter, client=client)
+    result = publish(build(plan, store=store, on_event=reporter, client=client), on_event=reporter, client=client)
     if args.digest_file:
         try:
             atomic_write_bytes(args.digest_file, (result.digest + "\n").encode())
@@ -263,24 +291,28 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _platform_list(text: str | None) -> list[Platform]:
+    try:
+        return [Platform.parse(p) for p in text.split(",")] if text else []
+    except ValueError as exc:
+        raise ConfigError(f"--platform: {exc}") from None
+
+
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from .python.deps import fetch_wheelhouse
     from .sources import resolve_base
-    from .spec import Platform
 
     plan = load_plan(Path(args.project), overrides=Overrides(base=args.base, requirements=args.requirements),
                      config_file=args.config)
     if plan.python is None:
         raise ConfigError("fetch: the project has no [python] table and no --requirements was given")
-    try:
-        platforms = [Platform.parse(p) for p in args.platform.split(",")] if args.platform else [plan.platform]
-    except ValueError as exc:
-        raise ConfigError(f"--platform: {exc}") from None
-    explicit = _creds(args)
+    platforms: list[Platform | None] = [*_platform_list(args.platform)]
+    if not platforms:
+        platforms = list(plan.platforms) if plan.platforms != "all" and plan.platforms else [None]
     store = _store(args)
     reporter = _Reporter(False)
-    client = _client(args, reporter, explicit)
-    bases = [resolve_base(plan.base, store, platform, client=client) for platform in platforms]
+    client = _client(args, reporter, _creds(args))
+    bases = [resolve_base(plan.base_for(platform), store, platform, client=client) for platform in platforms]
     wheels = fetch_wheelhouse(plan.python, bases, store, plan.project_dir.absolute(), args.dest,
                               note=lambda text: reporter(Note(text=text)))
     print(f"{len(wheels)} wheels in {args.dest}")
@@ -289,44 +321,42 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 def _cmd_base(args: argparse.Namespace) -> int:
     from .debian import DebianSpec, build_base
-    from .image import Artifact, Index
+    from .image import Artifact
     from .layers import Compression
-    from .sinks import check_output, write_output
+    from .mutate import index_of
+    from .sinks import sink_for
     from .sources import host_platform
-    from .spec import Platform
-    from .transports import parse_location
+    from .timestamps import source_date_epoch
 
+    platforms = _platform_list(args.platform) or [host_platform()]
     try:
-        platforms = [Platform.parse(p) for p in args.platform.split(",")] if args.platform else [host_platform()]
         compression = Compression.parse(args.compression) if args.compression else Compression()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    outputs = [parse_location(o) for o in args.output]
-    for output in outputs:
-        check_output(output)
+    epoch = source_date_epoch()
+    reporter = _Reporter(args.quiet)
+    client = _client(args, reporter, _creds(args))
+    sinks = [sink_for(o, client=client, mtime=epoch) for o in args.output]
+    for sink in sinks:
+        sink.check()
     packages = tuple(p.strip() for p in args.packages.split(",") if p.strip())
     if not packages:
         raise ConfigError("--packages: name at least one package, e.g. python3")
     spec = DebianSpec(suite=args.suite, packages=packages, mirror=args.mirror, deb_dir=args.deb_dir,
                       allow_unsigned=args.allow_unsigned, security=args.security)
-    store = _store(args)
-    reporter = _Reporter(args.quiet)
     started = time.monotonic()
-    images = build_base(spec, platforms, store, lock_path=args.lock, update=args.update, compression=compression)
+    images = build_base(spec, platforms, _store(args), lock_path=args.lock, update=args.update,
+                        compression=compression)
     reporter(Note(text=f"base    Debian {args.suite}: {', '.join(packages)} for "
                        f"{', '.join(str(i.config.platform) for i in images)} ({time.monotonic() - started:.1f}s)"))
-    artifact: Artifact = images[0] if len(images) == 1 else Index.assemble(images)
-    explicit = _creds(args)
-    client = _client(args, reporter, explicit)
-    for output in outputs:
-        write_output(output, artifact, store, client=client)
-        reporter(Note(text=f"wrote   {output}"))
+    artifact: Artifact = images[0] if len(images) == 1 else index_of(images, created=epoch)
+    publish(artifact, sinks, on_event=reporter)
     print(artifact.digest)
     return 0
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from .sources import ANY_PLATFORM, resolve_base
+    from .inspect import inspect_image
     from .spec import Platform
     from .transports import parse_location
 
@@ -335,43 +365,20 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         platform = Platform.parse(args.platform) if args.platform else None
     except ValueError as exc:
         raise ConfigError(f"--platform: {exc}") from None
-    store = _store(args)
-    explicit = _creds(args)
-    client = _client(args, None, explicit)
-    try:
-        image = resolve_base(location, store, platform, client=client)
-    except OcibuildError:
-        if platform is not None:
-            raise
-        image = resolve_base(location, store, ANY_PLATFORM, client=client)
-    config = image.config
-    # history entries that added a layer, in order, say what each layer holds
-    made = [h for h in config.history if not h.empty_layer]
-    layers = []
-    for i, desc in enumerate(image.manifest.layers):
-        what = made[i].created_by if i < len(made) and len(made) == len(image.manifest.layers) else ""
-        layers.append({"digest": str(desc.digest), "size": desc.size, "mediaType": str(desc.media_type),
-                       "created_by": what})
-    info = {"location": str(location), "digest": str(image.digest) if image.digest else None,
-            "platform": str(config.platform), "platforms": [str(p) for p in image.platforms],
-            "created": config.created, "user": config.config.user, "workdir": config.config.working_dir,
-            "entrypoint": list(config.config.entrypoint or []), "cmd": list(config.config.cmd or []),
-            "env": list(config.config.env), "ports": list(config.config.exposed_ports),
-            "labels": dict(config.config.labels), "layers": layers,
-            "total_size": sum(int(str(x["size"])) for x in layers)}
+    client = _client(args, None, _creds(args))
+    info = inspect_image(location, _store(args), platform, client=client)
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(info.to_dict(), indent=2))
         return 0
-    print(f"image      {info['location']}")
-    print(f"digest     {info['digest']}")
-    print(f"platform   {info['platform']}" + (f"  (index: {', '.join(map(str, image.platforms))})"
-                                               if len(image.platforms) > 1 else ""))
-    print(f"entrypoint {json.dumps(info['entrypoint'])}  cmd {json.dumps(info['cmd'])}")
-    ports = ", ".join(config.config.exposed_ports) or "-"
-    print(f"user       {info['user'] or '(root)'}  workdir {info['workdir'] or '/'}  ports {ports}")
-    print(f"layers     {len(layers)}, {_size(int(str(info['total_size'])))} compressed")
-    for layer in layers:
-        print(f"  {str(layer['digest'])[7:19]}  {_size(int(str(layer['size']))):>9}  {layer['created_by'] or '-'}")
+    print(f"image      {info.location}")
+    print(f"digest     {info.digest}")
+    print(f"platform   {info.platform}" + (f"  (index: {', '.join(info.platforms)})" if len(info.platforms) > 1
+                                           else ""))
+    print(f"entrypoint {json.dumps(list(info.entrypoint))}  cmd {json.dumps(list(info.cmd))}")
+    print(f"user       {info.user or '(root)'}  workdir {info.workdir or '/'}  ports {', '.join(info.ports) or '-'}")
+    print(f"layers     {len(info.layers)}, {_size(info.total_size)} compressed")
+    for layer in info.layers:
+        print(f"  {layer.digest[7:19]}  {_size(layer.size):>9}  {layer.created_by or '-'}")
     return 0
 
 
@@ -387,16 +394,23 @@ def _cmd_login(args: argparse.Namespace) -> int:
     from .registry import Credentials, StaticCredentials, store_login
 
     creds = Credentials(username=username, password=password, source="ocibuild login")
-    client = _client(args, explicit=[StaticCredentials(creds, (host,))])
-    api_host = "registry-1.docker.io" if host == "docker.io" else host
-    resp = client.request("GET", api_host, "/v2/", repo="", extra_scopes=())
-    if resp.status_code == 401:
-        raise RegistryError(f"login to {host} failed: the registry refused the user name or password")
-    if resp.status_code != 200:
-        raise RegistryError(f"login to {host} failed: HTTP {resp.status_code} from /v2/")
+    _client(args, explicit=[StaticCredentials(creds, (host,))]).check_login(host)
     where = store_login(host, creds)
     print(f"Login Succeeded (credentials stored in {where})")
     return 0
+
+
+# build-file keys whose library errors a command-line flag can also fix
+KEY_FLAGS = {"python.interpreter": "--python", "python.python_version": "--python-version",
+             "python.requirements": "--requirements", "python.index_url": "--index-url",
+             "python.find_links": "--find-links", "python.no_index": "--no-index"}
+
+
+def _with_flags(message: str) -> str:
+    """Name the flag beside each build-file key an error mentions (``python.interpreter (--python)``)."""
+    for key, flag in KEY_FLAGS.items():
+        message = re.sub(rf"(?<![\w.]){re.escape(key)}(?![\w.])", f"{key} ({flag})", message)
+    return message
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -416,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OcibuildError as exc:
         if debug:
             traceback.print_exc()
-        print(f"ocibuild: error: {exc}", file=sys.stderr)
+        print(f"ocibuild: error: {_with_flags(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ocibuild: interrupted; nothing was written to the outputs", file=sys.stderr)

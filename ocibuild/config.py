@@ -12,18 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, LayerError
 from .layers.compress import Compression
-from .plan import BuildPlan, ImageSettings, LayerSpec, PythonSpec, source_date_epoch
+from .plan import BuildPlan, ImageSettings, LayerSpec, PythonSpec
+from .records import field_names
 from .spec import Platform
+from .timestamps import source_date_epoch
 from .transports import DebianBase, Location, parse_location
 
 BUILD_FILE = "ocibuild.toml"
 TOP_KEYS = ("base", "platform", "platforms", "entrypoint", "cmd", "workdir", "user", "env", "labels", "annotations",
             "ports", "volumes", "stop_signal", "layers", "compression", "outputs", "python")
-LAYER_KEYS = ("src", "dest", "exclude", "name")
-PYTHON_KEYS = ("requirements", "lock", "project", "venv", "interpreter", "python_version", "libc", "libc_version",
-               "index_url", "extra_index_urls", "find_links", "no_index", "max_layers", "bytecode")
+LAYER_KEYS = tuple(k for k in field_names(LayerSpec) if k != "files")  # explicit entries come only from a plan
+PYTHON_KEYS = field_names(PythonSpec)
 DEFAULT_APP_DIR = "/app"
 
 
@@ -161,6 +162,20 @@ def _layers(value: Any, where: str) -> list[LayerSpec]:
     return out
 
 
+def _inside(spec: LayerSpec, project: Path) -> LayerSpec:
+    """A build file's (or --layer's) source must lie inside the project folder (a plan may name any path)."""
+    root = project.absolute()
+    src = spec.src if spec.src.is_absolute() else root / spec.src
+    try:
+        src.absolute().resolve().relative_to(root.resolve())
+    except ValueError:
+        raise LayerError(
+            f"layer source {spec.src} is outside the project folder {root}; "
+            "move it into the project or build from a folder that contains it"
+        ) from None
+    return spec
+
+
 def _cli_layer(text: str, project: Path) -> LayerSpec:
     src, sep, dest = text.rpartition(":")
     if not sep or not src or not dest.startswith("/"):
@@ -270,6 +285,9 @@ def _python_spec(data: Any, overrides: Overrides, project: Path, where: str) -> 
     max_layers = table.get("max_layers", 20)
     if not isinstance(max_layers, int) or not 2 <= max_layers <= 100:
         raise ConfigError(f"{at}: max_layers must be a whole number from 2 to 100")
+    big_wheel_mb = table.get("big_wheel_mb", 8.0)
+    if isinstance(big_wheel_mb, bool) or not isinstance(big_wheel_mb, int | float) or big_wheel_mb <= 0:
+        raise ConfigError(f"{at}: big_wheel_mb must be a positive number of megabytes (e.g. 8)")
     links = [str(project / x) if "://" not in x else x
              for x in _str_list(table.get("find_links", []), "find_links", at)]
     links += [str(Path(x).absolute()) if "://" not in x else x for x in overrides.find_links]
@@ -291,7 +309,8 @@ def _python_spec(data: Any, overrides: Overrides, project: Path, where: str) -> 
                       interpreter=opt.get("interpreter"), python_version=opt.get("python_version"),
                       libc=opt.get("libc"), libc_version=opt.get("libc_version"), index_url=opt.get("index_url", ""),
                       extra_index_urls=_str_list(table.get("extra_index_urls", []), "extra_index_urls", at),
-                      find_links=tuple(links), no_index=no_index, max_layers=max_layers, bytecode=bytecode)
+                      find_links=tuple(links), no_index=no_index, max_layers=max_layers, bytecode=bytecode,
+                      big_wheel_mb=float(big_wheel_mb))
 
 
 def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), config_file: Path | None = None,
@@ -339,7 +358,6 @@ def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), co
     platforms = list({str(p): p for p in platforms}.values())
     if base_by_platform and not platforms and not all_platforms:
         platforms = [Platform.parse(k) for k in base_by_platform]
-    platform = platforms[0] if len(platforms) == 1 else None
 
     python = _python_spec(data.get("python"), overrides, project, where)
     default_layer = python is None or not python.project  # an installed project needs no copy of its folder
@@ -387,11 +405,9 @@ def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), co
     return BuildPlan(
         project_dir=project,
         base=base,
-        platform=platform,
-        platforms=tuple(platforms) if len(platforms) > 1 else (),
-        all_platforms=all_platforms,
-        base_by_platform=base_by_platform,
-        layers=tuple(layers),
+        bases=base_by_platform,
+        platforms="all" if all_platforms else tuple(platforms),
+        layers=tuple(_inside(spec, project) for spec in layers),
         settings=settings,
         compression=compression,
         outputs=tuple(outputs),

@@ -1,14 +1,21 @@
 """The exception tree. Every message names the input that was wrong and what to do about it.
 
 OcibuildError
-├── ConfigError          build file or command-line values are wrong
-├── SourceError          a base image or a layer source cannot be read
-│   └── ImageNotFound    the base (or its tag / platform) does not exist
-├── LayerError           a file tree cannot be turned into a layer (escaping symlink, device file)
-├── StoreError           the content store is unusable, or a blob is missing or corrupt
-│   └── DigestMismatch   content does not have the digest (or size) it should
-├── OutputError          an output cannot be written
-└── RegistryError        talking to a registry failed
+├── ConfigError              build file, plan or command-line values are wrong
+├── SourceError              a base image or a layer source cannot be read
+│   ├── ImageNotFound        the base (or its tag / platform) does not exist
+│   ├── RemoteFileNotFound   a package mirror answered but has no such file
+│   └── SignatureError       a package mirror's release file fails signature verification
+├── ResolutionError          dependencies (Python or Debian packages) cannot be resolved or fetched
+│   └── UnknownPackage       a requested package does not exist in the index
+├── LayerError               a file tree cannot be turned into a layer (escaping symlink, device file)
+├── StoreError               the content store is unusable, or a blob is missing or corrupt
+│   └── DigestMismatch       content does not have the digest (or size) it should
+├── OutputError              an output cannot be written
+└── RegistryError            talking to a registry failed
+
+Library errors name the build-file key that was wrong (``python.libc``); the CLI says which
+flag sets it where one exists.
 """
 
 from __future__ import annotations
@@ -28,6 +35,22 @@ class SourceError(OcibuildError):
 
 class ImageNotFound(SourceError):
     """The named image, tag or platform does not exist in the source."""
+
+
+class RemoteFileNotFound(SourceError):
+    """A package mirror answered, but has no such file (HTTP 404 / missing file)."""
+
+
+class SignatureError(SourceError):
+    """A release file's signature cannot be verified against the keyring."""
+
+
+class ResolutionError(OcibuildError):
+    """The dependencies cannot be resolved or fetched for the target; the message says why."""
+
+
+class UnknownPackage(ResolutionError):
+    """A requested package does not exist in the index."""
 
 
 class LayerError(OcibuildError):

@@ -1,46 +1,57 @@
-"""The build plan: a frozen, serialisable description of one image build.
+"""The build plan: a frozen, serialisable description of one image build (Jib's build plan).
 
-Both the build file / CLI (``config.load_plan``) and other build systems (constructing it directly)
-produce a ``BuildPlan``; ``build()`` consumes it.
+Both the build file / CLI (``config.load_plan``) and other build systems produce a ``BuildPlan``;
+``build()`` consumes it. ``to_dict()`` / ``from_dict()`` are lossless, and the JSON form is
+described by ``plan.schema.json`` beside this file (``ocibuild build --print-plan`` prints one,
+``ocibuild build --plan FILE`` builds from one).
 """
 
 from __future__ import annotations
 
-import os
+import json
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from . import records
 from .errors import ConfigError
 from .layers.compress import Compression
 from .spec import Platform
-from .transports import Location, Scratch, parse_location
+from .timestamps import source_date_epoch
+from .transports import DebianBase, Location, Scratch, parse_location
+
+__all__ = ["PLAN_VERSION", "BuildPlan", "FileEntry", "ImageSettings", "LayerSpec", "PythonSpec", "plan_schema",
+           "source_date_epoch"]
+
+PLAN_VERSION = 1
 
 
-def source_date_epoch(environ: Mapping[str, str] | None = None) -> int:
-    """``SOURCE_DATE_EPOCH`` from the environment, else 0 (1970-01-01T00:00:00Z)."""
-    value = (environ if environ is not None else os.environ).get("SOURCE_DATE_EPOCH", "").strip()
-    if not value:
-        return 0
-    try:
-        epoch = int(value)
-    except ValueError:
-        raise ConfigError(f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds") from None
-    if epoch < 0:
-        raise ConfigError(f"SOURCE_DATE_EPOCH={value!r} must not be negative")
-    return epoch
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FileEntry:
+    """One explicit layer entry: the file or folder ``src`` (any absolute path on the build
+    machine) at ``dest`` in the image, with ``mode`` (None: a file's own executable bit decides
+    0o755 / 0o644). Sandboxed build systems hand over their inputs this way."""
+
+    src: Path
+    dest: str
+    mode: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LayerSpec:
     """Files from ``src`` (a folder or file; relative paths are relative to the project folder)
-    at ``dest`` (an absolute path in the image)."""
+    at ``dest`` (an absolute path in the image), or, when ``files`` is given, exactly those entries.
 
-    src: Path
-    dest: str
+    A build file's layers must lie inside the project folder; a plan's ``files`` may come from anywhere.
+    """
+
+    src: Path = Path(".")
+    dest: str = "/"
     exclude: tuple[str, ...] = ()
     name: str = ""
+    files: tuple[FileEntry, ...] = ()
 
     @property
     def label(self) -> str:
@@ -69,7 +80,8 @@ class PythonSpec:
 
     Exactly one input is used: ``requirements`` (requirements.txt, pinned or not), ``lock`` (uv.lock or
     pylock.toml), or, with neither, the project's own ``[project].dependencies``. ``project`` also
-    installs the project itself (built as a wheel on the host) in the last layer.
+    installs the project itself (built as a wheel on the host) in the last layer. The target
+    interpreter, its version and the C library are read from the base image unless given here.
     """
 
     requirements: Path | None = None
@@ -89,20 +101,27 @@ class PythonSpec:
     bytecode: bool = False
 
 
+Platforms = tuple[Platform, ...] | Literal["all"]
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BuildPlan:
     """Everything a build needs.
 
+    ``platforms``: empty means the base's own platform (or the host's); several make one image each,
+    joined in an index; ``"all"`` means every platform the base offers. ``bases`` gives a base per
+    platform (``"linux/arm64"`` -> location) and then wins over ``base``.
+
     >>> plan = BuildPlan(project_dir=Path("examples/hello"), base=Scratch(),
     ...                  layers=(LayerSpec(src=Path("."), dest="/app"),))
+    >>> BuildPlan.from_dict(plan.to_dict()) == plan
+    True
     """
 
     project_dir: Path
     base: Location = field(default_factory=Scratch)
-    platform: Platform | None = None
-    platforms: tuple[Platform, ...] = ()  # several: one image each, joined in an index
-    all_platforms: bool = False  # every platform the base offers (and the dependencies support)
-    base_by_platform: Mapping[str, Location] = field(default_factory=dict)  # "linux/arm64" -> its base
+    bases: Mapping[str, Location] = field(default_factory=dict)
+    platforms: Platforms = ()
     layers: tuple[LayerSpec, ...] = ()
     settings: ImageSettings = field(default_factory=ImageSettings)
     compression: Compression = field(default_factory=Compression)
@@ -113,26 +132,93 @@ class BuildPlan:
     gid: int = 0
 
     def with_outputs(self, *outputs: str | Location) -> BuildPlan:
+        """The same plan writing to ``outputs`` (locations or their text, e.g. ``"oci:out/app:v1"``)."""
         return replace(self, outputs=tuple(parse_location(o) if isinstance(o, str) else o for o in outputs))
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly view (for ``--json`` and logs)."""
-        s = self.settings
-        return {
-            "project_dir": str(self.project_dir),
-            "base": str(self.base),
-            "platform": str(self.platform) if self.platform else None,
-            "layers": [{"src": str(x.src), "dest": x.dest, "exclude": list(x.exclude)} for x in self.layers],
-            "entrypoint": list(s.entrypoint) if s.entrypoint is not None else None,
-            "cmd": list(s.cmd) if s.cmd is not None else None,
-            "workdir": s.workdir,
-            "user": s.user,
-            "env": dict(s.env),
-            "labels": dict(s.labels),
-            "annotations": dict(s.annotations),
-            "ports": list(s.ports),
-            "compression": str(self.compression),
-            "outputs": [str(o) for o in self.outputs],
-            "source_date_epoch": self.source_date_epoch,
-        }
+    def base_for(self, platform: Platform | None) -> Location:
+        """The base to build ``platform`` on: its entry in ``bases``, else ``base``."""
+        if not self.bases:
+            return self.base
+        for key, location in self.bases.items():
+            if platform is not None and Platform.parse(key).matches(platform):
+                return location
+        have = ", ".join(self.bases)
+        raise ConfigError(f"no base is configured for {platform or 'the host platform'} (bases are given for: "
+                          f"{have}); add one to the base table or pick a configured --platform")
 
+    def to_dict(self) -> dict[str, Any]:
+        """The whole plan as JSON values (lossless: ``from_dict`` gives an equal plan)."""
+        data: dict[str, Any] = records.to_json(self)
+        return {"version": PLAN_VERSION, **data}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BuildPlan:
+        """A plan from ``to_dict()``'s form; every error names the key that is wrong."""
+        if not isinstance(data, Mapping):
+            raise ConfigError("a build plan must be a JSON object")
+        body = dict(data)
+        version = body.pop("version", PLAN_VERSION)
+        if version != PLAN_VERSION:
+            raise ConfigError(f"plan version {version!r} is not supported (this ocibuild reads version "
+                              f"{PLAN_VERSION}); regenerate it with 'ocibuild build --print-plan'")
+        if "project_dir" not in body:
+            raise ConfigError("plan: 'project_dir' is required")
+        return records.from_json(cls, body, "plan")
+
+    def to_json(self) -> str:
+        """``to_dict()`` as indented JSON text."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+
+def plan_schema() -> dict[str, Any]:
+    """The JSON Schema of ``BuildPlan.to_dict()`` (``ocibuild/plan.schema.json``)."""
+    schema: dict[str, Any] = json.loads((Path(__file__).parent / "plan.schema.json").read_text())
+    return schema
+
+
+def _location_to_json(loc: Any) -> Any:
+    if isinstance(loc, DebianBase):
+        return {"debian": records.to_json(loc.spec), "lock": str(loc.lock) if loc.lock else None,
+                "architectures": list(loc.architectures)}
+    return str(loc)
+
+
+def _location_from_json(value: Any) -> Location:
+    if isinstance(value, str):
+        return parse_location(value)
+    if isinstance(value, Mapping) and "debian" in value:
+        from .debian.spec import DebianSpec  # only a plan with a Debian base needs the Debian code
+
+        extra = sorted(set(value) - {"debian", "lock", "architectures"})
+        if extra:
+            raise ValueError(f"unknown key {extra[0]!r} in a Debian base (valid: debian, lock, architectures)")
+        lock = value.get("lock")
+        return DebianBase(spec=records.from_json(DebianSpec, value["debian"], "base.debian"),
+                          lock=Path(lock) if lock else None,
+                          architectures=tuple(value.get("architectures", ("amd64", "arm64"))))
+    raise ValueError(f"{value!r} is not an image location (e.g. 'oci:base:v1') or a {{'debian': ...}} base")
+
+
+def _platform_to_json(p: Platform) -> Any:
+    return str(p) if not p.os_version and not p.os_features else p.to_dict()
+
+
+def _platform_from_json(value: Any) -> Platform:
+    if isinstance(value, Mapping):
+        return Platform.from_dict(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a platform such as 'linux/amd64'")
+    return Platform.parse(value)
+
+
+def _compression_from_json(value: Any) -> Compression:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a compression such as 'gzip:1'")
+    return Compression.parse(value)
+
+
+records.CODECS[Platform] = (_platform_to_json, _platform_from_json)
+records.CODECS[Compression] = (str, _compression_from_json)
+records.CODECS[Location] = (_location_to_json, _location_from_json)  # type: ignore[index]
+for _kind in typing.get_args(Location):
+    records.CODECS[_kind] = (_location_to_json, _location_from_json)

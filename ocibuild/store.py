@@ -125,7 +125,7 @@ class ContentStore:
 
     # blobs
     def blob_path(self, digest: Digest) -> Path:
-        return self.root / "blobs" / digest.algorithm / digest.hex
+        return self.root / digest.blob_name
 
     def has(self, digest: Digest) -> bool:
         return self.blob_path(digest).is_file()

@@ -48,13 +48,14 @@ Downloaded indexes and ``.deb`` files are blobs in the content store (an index i
 selector keyed by its URL and sha256). Multi-arch: call per architecture (``build_base`` does).
 """
 
+from ..errors import ResolutionError, SignatureError, UnknownPackage
 from .assemble import BaseLayer, build_base, build_layers, group_of, image_for, resolve
 from .control import Relation, parse_relations
 from .index import PackageIndex, PackageInfo
 from .lock import DebianLock, LockedPackage, LockFile
 from .mirror import DEFAULT_MIRROR, DEFAULT_SECURITY_MIRROR, default_mirror, default_security_mirror, host_mirror
-from .release import DEFAULT_KEYRING, Release, SignatureError
-from .resolve import DEFAULT_EXCLUDE, ResolutionError, Resolver, UnknownPackage
+from .release import DEFAULT_KEYRING, Release
+from .resolve import DEFAULT_EXCLUDE, Resolver
 from .spec import DebianSpec, debian_arch, platform_for
 from .version import DebVersion, compare_versions, satisfies
 

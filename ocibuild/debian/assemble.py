@@ -4,17 +4,17 @@ so that unrelated updates touch unrelated layers, a generated-files layer, and t
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LayerError
-from ..image import Image
+from ..image import MemoryImage, store_layer
 from ..layers.builder import BuiltLayer, keyed_layer
 from ..layers.compress import Compression
 from ..layers.tarwriter import TarEntry, TarOptions
 from ..spec import ContainerConfig, History, ImageConfig, Platform, canonical_json
+from ..spec.annotations import DEFAULT_PATH, rfc3339
 from ..store import ContentStore
 from . import rootfs
 from .deb import control_files, data_entries, merge_usr_path, read_members
@@ -24,7 +24,7 @@ from .sources import fetch_all, open_source
 from .spec import NONROOT_UID, DebianSpec, debian_arch
 
 RECIPE = "ocibuild-debian-layer-1"
-PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PATH_ENV = f"PATH={DEFAULT_PATH}"
 GROUPS = ("core", "python", "rest")
 GROUP_TITLES = {"core": "C library and core shared libraries", "python": "Python runtime",
                 "rest": "other packages", "config": "generated configuration", "home": "nonroot home"}
@@ -143,10 +143,6 @@ def _config_layer(unpacker: _Unpacker, lock: DebianLock) -> Callable[[], list[Ta
     return make
 
 
-def rfc3339(epoch: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
 def build_layers(spec: DebianSpec, lock: DebianLock, store: ContentStore, *, mtime: int = 0,
                  compression: Compression = Compression()) -> list[BaseLayer]:
     """Build (or take from the cache) every layer of the base described by ``lock``. Package layers
@@ -173,8 +169,8 @@ def build_layers(spec: DebianSpec, lock: DebianLock, store: ContentStore, *, mti
     return out
 
 
-def image_for(spec: DebianSpec, lock: DebianLock, platform: Platform, layers: Sequence[BaseLayer], *,
-              mtime: int = 0) -> Image:
+def image_for(spec: DebianSpec, lock: DebianLock, platform: Platform, layers: Sequence[BaseLayer],
+              store: ContentStore, *, mtime: int = 0) -> MemoryImage:
     """The image config and manifest for built ``layers``."""
     created = rfc3339(mtime)
     history = []
@@ -191,12 +187,13 @@ def image_for(spec: DebianSpec, lock: DebianLock, platform: Platform, layers: Se
     )
     image_config = ImageConfig(platform=platform, config=config, created=created,
                                diff_ids=tuple(layer.built.diff_id for layer in layers), history=tuple(history))
-    return Image.assemble(image_config, [layer.built.descriptor for layer in layers])
+    return MemoryImage.assemble(image_config, [store_layer(store, layer.built.descriptor, layer.built.diff_id)
+                                               for layer in layers])
 
 
 def build_base(spec: DebianSpec, platforms: Sequence[Platform], store: ContentStore, *,
                lock_path: Path | None = None, update: bool = False, mtime: int = 0,
-               compression: Compression = Compression()) -> list[Image]:
+               compression: Compression = Compression()) -> list[MemoryImage]:
     """One single-platform image per platform (same order), every blob in ``store``; see the package
     docstring. With ``lock_path`` the package set comes from (or is written to) that lock file."""
     images = []
@@ -204,7 +201,6 @@ def build_base(spec: DebianSpec, platforms: Sequence[Platform], store: ContentSt
         arch = debian_arch(platform)
         lock = resolve(spec, arch, store, lock=lock_path, update=update)
         layers = build_layers(spec, lock, store, mtime=mtime, compression=compression)
-        image = image_for(spec, lock, platform, layers, mtime=mtime)
-        image.store_metadata(store)
+        image = image_for(spec, lock, platform, layers, store, mtime=mtime)
         images.append(image)
     return images

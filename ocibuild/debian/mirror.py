@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlparse
 
 import requests
 
-from ..errors import DigestMismatch, SourceError
+from ..errors import DigestMismatch, RemoteFileNotFound, SourceError
 from ..spec import Digest
 from ..store import CHUNK, ContentStore
 from .control import iter_stanzas
@@ -23,8 +23,7 @@ APT_SOURCES_DIR = Path("/etc/apt/sources.list.d")
 TIMEOUT = (15, 120)  # connect, read (seconds)
 
 
-class NotFound(SourceError):
-    """The mirror answered, but has no such file (HTTP 404 / missing file)."""
+NotFound = RemoteFileNotFound
 
 
 def host_mirror(suite: str, *, sources: Path = APT_SOURCES, sources_dir: Path = APT_SOURCES_DIR) -> str | None:

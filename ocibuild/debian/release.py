@@ -12,15 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import SourceError
+from ..errors import SignatureError, SourceError
 from .control import iter_stanzas
 from .mirror import Fetcher, NotFound
 
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 
 
-class SignatureError(SourceError):
-    """The release file's signature is missing, bad, or cannot be checked."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -20,20 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ..errors import SourceError
+from ..errors import ResolutionError, UnknownPackage
 from .control import Alternatives, Relation, parse_relations
 from .index import PackageIndex, PackageInfo
 from .version import satisfies
 
 DEFAULT_EXCLUDE = ("debconf", "debconf-2.0", "cdebconf")
-
-
-class ResolutionError(SourceError):
-    """The requested packages cannot be installed together; the message shows the dependency chain."""
-
-
-class UnknownPackage(ResolutionError):
-    """A requested package does not exist in the index."""
 
 
 def parse_request(text: str) -> Relation:

@@ -8,9 +8,10 @@ pyproject.toml because the compressed bytes are only stable per library version.
 
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import IO, Any, BinaryIO, Literal, Protocol, cast
 
 from ..spec import MediaType
 
@@ -138,3 +139,75 @@ def decompressor(algorithm: str | None) -> Decompressor:
 
         return zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
     return _Identity()
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def sniff(head: bytes) -> Algorithm:
+    """What a layer blob's first bytes say it is: ``gzip``, ``zstd`` or ``none`` (a plain tar)."""
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(_ZSTD_MAGIC):
+        return "zstd"
+    return "none"
+
+
+class _Decoded(io.RawIOBase):
+    """Reads decompressed bytes from ``inner``; closing it also closes the raw blob stream."""
+
+    def __init__(self, inner: IO[bytes], raw: IO[bytes]) -> None:
+        self._inner = inner
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._inner.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            if self._inner is not self._raw:
+                self._inner.close()
+        finally:
+            self._raw.close()
+            super().close()
+
+
+def open_decompressed(raw: BinaryIO) -> BinaryIO:
+    """The tar inside a layer blob stream, as a stream (bounded memory); the compression is taken
+    from the magic bytes, not from a media type. Closing the result closes ``raw``."""
+    if raw.seekable():
+        head = raw.read(4)
+        raw.seek(0)
+    else:
+        raw = cast(BinaryIO, io.BufferedReader(cast(Any, raw)))
+        head = cast(io.BufferedReader, raw).peek(4)[:4]
+    algorithm = sniff(head)
+    inner: IO[bytes]
+    if algorithm == "gzip":
+        from zlib_ng import gzip_ng
+
+        inner = cast(IO[bytes], gzip_ng.GzipNGFile(fileobj=raw, mode="rb"))  # type: ignore[no-untyped-call]
+    elif algorithm == "zstd":
+        import zstandard
+
+        inner = cast(IO[bytes], zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True,
+                                                                             closefd=False))
+    else:
+        inner = raw
+    return cast(BinaryIO, io.BufferedReader(_Decoded(inner, raw), buffer_size=1 << 20))
+
+
+def decode_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a corrupt compressed stream raises while it is read."""
+    import tarfile
+
+    import zstandard
+    from zlib_ng import zlib_ng
+
+    return (tarfile.TarError, OSError, EOFError, cast(type[BaseException], zlib_ng.error), zstandard.ZstdError)

@@ -24,17 +24,17 @@ from pathlib import Path
 
 import requests
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ResolutionError
+from ..image import Image
 from ..layers import Compression, TarEntry, TarOptions, build_layer, keyed_layer
 from ..layers.builder import BuiltLayer
 from ..plan import PythonSpec
-from ..sources.base import BaseImage
+from ..spec.annotations import DEFAULT_PATH
 from ..store import ContentStore
 from .fetch import FetchedWheel, candidates, fetch_wheel, pick
 from .resolve import (
     IndexSettings,
     Pin,
-    ResolutionError,
     compile_for_target,
     export_uv_lock,
     input_digest,
@@ -71,7 +71,7 @@ class DepsResult:
     downloaded: int
 
     def env(self, base_path: str) -> dict[str, str]:
-        path = base_path or "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        path = base_path or DEFAULT_PATH
         return {"PATH": f"{self.layout.bin}:{path}", "VIRTUAL_ENV": self.layout.prefix}
 
 
@@ -209,7 +209,7 @@ def build_project_wheel(project: Path, out: Path) -> Path:
     return wheels[0]
 
 
-def dependency_layers(spec: PythonSpec, base: BaseImage, store: ContentStore, project: Path, *,
+def dependency_layers(spec: PythonSpec, base: Image, store: ContentStore, project: Path, *,
                       compression: Compression, session: requests.Session | None = None,
                       note: Callable[[str], None] = lambda _: None) -> DepsResult:
     """Resolve, fetch and install ``spec`` for ``base``; return the layers (venv, dependencies, project)."""
@@ -258,32 +258,32 @@ def dependency_layers(spec: PythonSpec, base: BaseImage, store: ContentStore, pr
                       resolved_from_cache=cached, downloaded=downloaded)
 
 
-def cached_target(spec: PythonSpec, base: BaseImage, store: ContentStore) -> TargetPython:
+def cached_target(spec: PythonSpec, base: Image, store: ContentStore) -> TargetPython:
     """``detect_target``, remembered per base manifest digest: scanning a base's layers is done once."""
     overrides = [spec.interpreter, spec.python_version, spec.libc, spec.libc_version]
     key = "target-" + hashlib.sha256(json.dumps([DEPS_VERSION, str(base.digest), str(base.config.platform),
                                                  overrides]).encode()).hexdigest()
-    d = store.get_record(key) if base.digest is not None else None
+    d = store.get_record(key)
     if isinstance(d, dict):
         return TargetPython(interpreter=str(d["interpreter"]), version=str(d["version"]),
                             full_version=str(d["full_version"]), implementation=str(d["implementation"]),
                             platform=base.config.platform, libc=str(d["libc"]), libc_version=str(d["libc_version"]))
-    target = detect_target(base, store, interpreter=spec.interpreter, python_version=spec.python_version,
+    target = detect_target(base, interpreter=spec.interpreter, python_version=spec.python_version,
                            libc=spec.libc, libc_version=spec.libc_version)
-    if base.digest is not None:
-        store.put_record(key, target.to_dict())
+    store.put_record(key, target.to_dict())
     return target
 
 
-def fetch_wheelhouse(spec: PythonSpec, bases: list[BaseImage], store: ContentStore, project: Path, dest: Path, *,
-                     note: Callable[[str], None] = lambda _: None) -> list[Path]:
+def fetch_wheelhouse(spec: PythonSpec, bases: list[Image], store: ContentStore, project: Path, dest: Path, *,
+                     note: Callable[[str], None] = lambda _: None,
+                     session: requests.Session | None = None) -> list[Path]:
     """Download every wheel ``spec`` needs on each base's platform into ``dest`` (a wheelhouse for
     ``--find-links DIR --no-index`` builds on a machine without network)."""
     import shutil
 
     dest.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    session = requests.Session()
+    session = session or requests.Session()
     index = IndexSettings.from_env(index_url=spec.index_url, extra_index_urls=spec.extra_index_urls,
                                    find_links=spec.find_links, no_index=spec.no_index)
     for base in bases:

@@ -12,6 +12,7 @@ import hashlib
 import html.parser
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,10 @@ from urllib.parse import unquote, urljoin, urlparse
 
 import requests
 
-from ..errors import DigestMismatch
+from ..errors import DigestMismatch, ResolutionError
 from ..spec import Digest, canonical_json
 from ..store import CHUNK, ContentStore
-from .resolve import IndexSettings, Pin, ResolutionError
+from .resolve import IndexSettings, Pin
 from .target import TargetPython
 from .wheel import normalize_name
 
@@ -166,7 +167,7 @@ def _wheel_link(store: ContentStore, sha256: str, filename: str) -> Path:
     link = store.root / "wheels" / sha256 / filename
     if not link.exists():
         link.parent.mkdir(parents=True, exist_ok=True)
-        tmp = link.with_name(f".{filename}.tmp-{os.getpid()}")
+        tmp = link.with_name(f".{filename}.tmp-{os.getpid()}-{threading.get_ident()}")  # platforms build in threads
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         try:

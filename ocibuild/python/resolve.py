@@ -19,17 +19,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError, OcibuildError
+from ..errors import ConfigError, ResolutionError
 from .target import TargetPython
 from .wheel import normalize_name
 
 RESOLVER_VERSION = "ocibuild-resolve-1"
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*==\s*([^\s;\\]+)")
 _HASH = re.compile(r"--hash[=\s]+sha256:([0-9a-fA-F]{64})")
-
-
-class ResolutionError(OcibuildError):
-    """The dependencies cannot be resolved or fetched for the target."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

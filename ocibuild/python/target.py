@@ -13,23 +13,22 @@ import posixpath
 import re
 import tarfile
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, BinaryIO, Literal, cast
+from typing import IO, TYPE_CHECKING, Literal
 
 from ..errors import ConfigError, SourceError
-from ..spec import Descriptor, ImageConfig, Platform
-from ..store import ContentStore
+from ..layers.compress import decode_errors
+from ..spec import ImageConfig, Platform
+from ..spec.annotations import DEFAULT_PATH
 
 if TYPE_CHECKING:
     from packaging.tags import Tag
 
-    from ..sources.base import BaseImage
+    from ..image import Image
 
 __all__ = ["ImageFacts", "TargetPython", "detect_target", "scan_image", "target_from_facts"]
 
 CANDIDATE_DIRS = ("/usr/local/bin", "/usr/bin", "/bin")  # plus /opt/*/bin
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _MAX_TEXT = 16 << 20  # larger "small" files (dpkg status, os-release, apk db) are ignored
 _CHUNK = 1 << 20
 _MAX_SYMLINK_HOPS = 40
@@ -349,45 +348,6 @@ def _collect(member: tarfile.TarInfo, path: str, tar: tarfile.TarFile, upper: Ma
     return None
 
 
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-
-@contextmanager
-def _layer_stream(store: ContentStore, layer: Descriptor) -> Iterator[IO[bytes]]:
-    """The uncompressed tar stream of ``layer``, read with bounded memory.
-
-    The format is taken from the blob's magic bytes (gzip, zstd or plain tar), so layers whose media
-    type names the wrong compression are still read correctly.
-    """
-    raw: BinaryIO = store.open(layer.digest)
-    try:
-        magic = raw.read(4)
-        raw.seek(0)
-        if magic.startswith(_GZIP_MAGIC):
-            from zlib_ng import gzip_ng
-
-            gz = cast(IO[bytes], gzip_ng.GzipNGFile(fileobj=raw, mode="rb"))  # type: ignore[no-untyped-call]
-            with gz:
-                yield gz
-        elif magic == _ZSTD_MAGIC:
-            import zstandard
-
-            with zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=False) as zs:
-                yield zs
-        else:
-            yield raw
-    finally:
-        raw.close()
-
-
-def _read_errors() -> tuple[type[BaseException], ...]:
-    import zstandard
-    from zlib_ng import zlib_ng
-
-    return (tarfile.TarError, OSError, EOFError, cast(type[BaseException], zlib_ng.error), zstandard.ZstdError)
-
-
 def _scan_layer(tar: tarfile.TarFile, lower: dict[str, _Node]) -> None:
     """Apply one layer to ``lower`` (the merged view of the layers below it) in place."""
     ancestors = _ancestors(lower)
@@ -501,12 +461,12 @@ def _facts(merged: Mapping[str, _Node]) -> ImageFacts:
     )
 
 
-def scan_image(base: BaseImage, store: ContentStore) -> ImageFacts:
+def scan_image(base: Image) -> ImageFacts:
     """Read every layer of ``base`` once, as a stream, and return what the merged image holds."""
     merged: dict[str, _Node] = {}
-    errors = _read_errors()
+    errors = decode_errors()
     for index, layer in enumerate(base.layers):
-        with _layer_stream(store, layer) as stream:
+        with layer.uncompressed() as stream:
             try:
                 with tarfile.open(fileobj=stream, mode="r|") as tar:
                     _scan_layer(tar, merged)
@@ -600,7 +560,7 @@ def _choose_interpreter(facts: ImageFacts, wanted: str, search_path: list[str]) 
 def _no_python() -> ConfigError:
     return ConfigError(
         "base image has no Python interpreter (looked in /usr/bin, /usr/local/bin, /bin, /opt/*/bin); use a "
-        "base with Python or name one with --python /path/to/python3.X and --python-version X.Y"
+        "base with Python or set python.interpreter (e.g. /usr/bin/python3.X) and python.python_version (X.Y)"
     )
 
 
@@ -610,7 +570,7 @@ def _detect_python(config: ImageConfig, facts: ImageFacts, interpreter: str | No
     env = config.config.env_dict()
     search_path = [p.rstrip("/") or "/" for p in (env.get("PATH") or DEFAULT_PATH).split(":") if p]
     search_path += [d for d in CANDIDATE_DIRS if d not in search_path]
-    wanted, full = _parse_python_version(python_version, "--python-version") if python_version else ("", "")
+    wanted, full = _parse_python_version(python_version, "python.python_version") if python_version else ("", "")
     env_wanted = env_full = ""
     if env.get("PYTHON_VERSION"):
         try:
@@ -621,13 +581,14 @@ def _detect_python(config: ImageConfig, facts: ImageFacts, interpreter: str | No
 
     if interpreter is not None:
         if not interpreter.startswith("/"):
-            raise ConfigError(f"--python {interpreter!r} must be an absolute path in the image, e.g. /usr/bin/python3")
+            raise ConfigError(f"python.interpreter {interpreter!r} must be an absolute path in the image, "
+                              "e.g. /usr/bin/python3")
         path = facts.resolve(interpreter) or posixpath.normpath(interpreter)
         version = wanted or _name_version(path) or env_wanted
         if not version:
             if len(packaged) != 1:
                 raise ConfigError(
-                    f"cannot tell which Python version {interpreter} is; add --python-version X.Y"
+                    f"cannot tell which Python version {interpreter} is; set python.python_version = \"X.Y\""
                 )
             version = next(iter(packaged))
     elif wanted:
@@ -638,7 +599,7 @@ def _detect_python(config: ImageConfig, facts: ImageFacts, interpreter: str | No
                 raise _no_python()
             raise ConfigError(
                 f"base image has no Python {wanted} (it has {have[0]}); name the interpreter with "
-                "--python /path/to/python3.X, or drop --python-version"
+                "python.interpreter, or drop python.python_version"
             )
         path, version = chosen[0], wanted
     else:
@@ -655,7 +616,7 @@ def _detect_python(config: ImageConfig, facts: ImageFacts, interpreter: str | No
                 version = next(iter(packaged))
             else:
                 raise ConfigError(
-                    f"cannot tell which Python version {path} in the base image is; add --python-version X.Y"
+                    f"cannot tell which Python version {path} in the base image is; set python.python_version = \"X.Y\""
                 )
     if not full and env_wanted == version:
         full = env_full
@@ -670,11 +631,11 @@ def _detect_libc(facts: ImageFacts, libc: str | None, libc_version: str | None) 
     if libc is not None:
         kind = {"glibc": "glibc", "gnu": "glibc", "musl": "musl"}.get(libc.strip().lower())
         if kind is None:
-            raise ConfigError(f"--libc {libc!r} is not known; use glibc or musl")
+            raise ConfigError(f"python.libc {libc!r} is not known; use glibc or musl")
     else:
         kind = ""
     if libc_version is not None and not _LIBC_VERSION.fullmatch(libc_version.strip()):
-        raise ConfigError(f"--libc-version {libc_version!r} is not a version; give it as X.Y (e.g. 2.36 or 1.2)")
+        raise ConfigError(f"python.libc_version {libc_version!r} is not a version; give it as X.Y (e.g. 2.36 or 1.2)")
 
     glibc = ""
     if "libc6" in facts.dpkg:
@@ -694,11 +655,11 @@ def _detect_libc(facts: ImageFacts, libc: str | None, libc_version: str | None) 
         elif facts.has_musl:
             kind = "musl"
         elif libc_version is not None:
-            raise ConfigError("cannot tell the base image's C library; add --libc glibc or --libc musl")
+            raise ConfigError("cannot tell the base image's C library; set python.libc = \"glibc\" or \"musl\"")
         else:
             raise ConfigError(
                 "cannot tell the base image's C library (no libc.so.6 or ld-musl-*.so.1 found); add "
-                "--libc glibc|musl and --libc-version X.Y"
+                "python.libc (glibc or musl) and python.libc_version (X.Y)"
             )
     if libc_version is not None:
         return kind, libc_version.strip()
@@ -708,7 +669,7 @@ def _detect_libc(facts: ImageFacts, libc: str | None, libc_version: str | None) 
     if not version:
         raise ConfigError(
             "base image uses glibc but its version could not be read (no dpkg libc6 entry, no libc-2.NN.so, "
-            "no version inside libc.so.6); give it with --libc-version 2.NN"
+            "no version inside libc.so.6); set python.libc_version = \"2.NN\""
         )
     return kind, version
 
@@ -725,7 +686,7 @@ def target_from_facts(config: ImageConfig, facts: ImageFacts, *, interpreter: st
     return target
 
 
-def detect_target(base: BaseImage, store: ContentStore, *, interpreter: str | None = None,
+def detect_target(base: Image, *, interpreter: str | None = None,
                   python_version: str | None = None, libc: str | None = None,
                   libc_version: str | None = None) -> TargetPython:
     """Find the base image's Python by reading its layers; keyword arguments override what is found.
@@ -733,6 +694,6 @@ def detect_target(base: BaseImage, store: ContentStore, *, interpreter: str | No
     With all four overrides given the layers are not read at all.
     """
     everything_given = bool(interpreter and python_version and libc and libc_version)
-    facts = ImageFacts() if everything_given else scan_image(base, store)
+    facts = ImageFacts() if everything_given else scan_image(base)
     return target_from_facts(base.config, facts, interpreter=interpreter, python_version=python_version,
                              libc=libc, libc_version=libc_version)

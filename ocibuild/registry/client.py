@@ -21,18 +21,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
 from typing import Any, BinaryIO
 from urllib.parse import urlencode, urljoin, urlparse
 
 import requests
 import requests.adapters
 
-from .. import __version__
 from ..errors import DigestMismatch, ImageNotFound, OcibuildError, RegistryError
 from ..events import BlobTransferred, EventHandler, Progress, ignore
 from ..spec import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Digest, MediaType, Reference
 from ..store import CHUNK, ContentStore
+from ..version import __version__
 from .auth import Challenge, CredentialProvider, Credentials, default_credentials, parse_challenge, scope_for
 from .tls import TLSConfig
 
@@ -331,6 +331,16 @@ class RegistryClient:
 
     # --- pull ----------------------------------------------------------------------------------
 
+    def check_login(self, registry: str) -> None:
+        """Check this client's credentials against ``registry`` (``host[:port]``; ``docker.io`` means
+        Docker Hub's API host) with ``GET /v2/``; ``RegistryError`` if they are refused."""
+        api_host = Reference.parse(f"{registry}/probe").api_host
+        resp = self.request("GET", api_host, "/v2/", repo="", extra_scopes=())
+        if resp.status_code == 401:
+            raise RegistryError(f"login to {registry} failed: the registry refused the user name or password")
+        if resp.status_code != 200:
+            raise RegistryError(f"login to {registry} failed: HTTP {resp.status_code} from /v2/")
+
     def get_manifest(self, ref: Reference) -> tuple[bytes, str, Digest]:
         """The manifest or index ``ref`` names: raw bytes, media type, digest (verified)."""
         host, repo = ref.api_host, ref.repository
@@ -426,9 +436,10 @@ class RegistryClient:
             raise self.error(resp, host, repo, "starting an upload to")
         return urljoin(self._base(host) + "/", resp.headers["Location"])
 
-    def _put_monolithic(self, host: str, repo: str, location: str, desc: Descriptor, path: Path) -> requests.Response:
+    def _put_monolithic(self, host: str, repo: str, location: str, desc: Descriptor,
+                        source: Callable[[], BinaryIO]) -> requests.Response:
         def body() -> _ProgressReader:
-            f = path.open("rb")
+            f = source()
             return _ProgressReader(f, desc.size, lambda done: self.on_event(
                 Progress(digest=desc.digest, done=done, total=desc.size, action="push")))
 
@@ -436,8 +447,9 @@ class RegistryClient:
         return self.request("PUT", host, url, repo=repo, actions=("pull", "push"), body=body, retry=False,
                             headers={"Content-Type": "application/octet-stream"})
 
-    def _put_chunked(self, host: str, repo: str, location: str, desc: Descriptor, path: Path) -> requests.Response:
-        with path.open("rb") as f:
+    def _put_chunked(self, host: str, repo: str, location: str, desc: Descriptor,
+                     source: Callable[[], BinaryIO]) -> requests.Response:
+        with source() as f:
             offset = 0
             while offset < desc.size or offset == 0:
                 data = f.read(CHUNK_UPLOAD)
@@ -457,14 +469,18 @@ class RegistryClient:
         return self.request("PUT", host, _with_query(location, {"digest": str(desc.digest)}), repo=repo,
                             actions=("pull", "push"), retry=False, headers={"Content-Length": "0"})
 
-    def push_blob(self, host: str, repo: str, desc: Descriptor, store: ContentStore, *,
+    def push_blob(self, host: str, repo: str, desc: Descriptor, source: ContentStore | Callable[[], BinaryIO], *,
                   mount_from: str | None = None, chunked: bool = False) -> str:
-        """Make ``desc`` present in ``host/repo``: "exists", "mounted" or "uploaded". A failure mid-way
+        """Make ``desc`` present in ``host/repo``: "exists", "mounted" or "uploaded". ``source`` opens
+        the blob's bytes (called again for each attempt), or is a store holding it. A failure mid-way
         restarts the whole upload (new session), within the retry budget."""
         start = time.monotonic()
-        path = store.blob_path(desc.digest)
-        if not path.is_file():
-            raise RegistryError(f"blob {desc.digest} is not in the cache {store.root}; build again")
+        if not callable(source):
+            store = source
+            if not store.has(desc.digest):
+                raise RegistryError(f"blob {desc.digest} is not in the cache {store.root}; build again")
+            source = partial(store.open, desc.digest)
+        path = source
         deadline = _Deadline(self.retry)
         while True:
             try:
@@ -479,7 +495,7 @@ class RegistryClient:
                                       seconds=time.monotonic() - start))
         return how
 
-    def _push_once(self, host: str, repo: str, desc: Descriptor, path: Path, mount_from: str | None,
+    def _push_once(self, host: str, repo: str, desc: Descriptor, path: Callable[[], BinaryIO], mount_from: str | None,
                    chunked: bool) -> str:
         if self.blob_exists(host, repo, desc.digest):
             return "exists"

@@ -4,58 +4,55 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
-from ..image import Artifact, Image
-from ..layers.compress import decompressor
+from ..errors import DigestMismatch
+from ..image import Artifact, Blob, Image, all_blobs
 from ..layers.tarwriter import TarEntry, TarOptions, write_tar
-from ..spec import Digest, Reference, canonical_json, layer_compression
-from ..store import CHUNK, ContentStore
-from .common import atomic_file, verify_blob
-from .layout import OCI_LAYOUT, REF_NAME, updated_index
+from ..spec import Descriptor, Digest, Reference, canonical_json
+from ..spec.annotations import REF_NAME
+from ..store import CHUNK
+from .common import atomic_file, open_verified, writable_parent
+from .layout import OCI_LAYOUT, updated_index
 
 
-def _blob_entry(store: ContentStore, digest: Digest, name: str) -> TarEntry:
-    verify_blob(store, digest)
-    return TarEntry(path=name, kind="file", size=store.size(digest), source=store.blob_path(digest))
+def _blob_entry(blob: Blob, name: str) -> TarEntry:
+    return TarEntry(path=name, kind="file", size=blob.descriptor.size, opener=lambda: open_verified(blob))
 
 
-def write_oci_archive(path: Path, tag: str | None, image: Artifact, store: ContentStore, mtime: int) -> None:
+def write_oci_archive(path: Path, tag: str | None, artifact: Artifact, mtime: int) -> Descriptor:
+    """A tarred OCI layout holding ``artifact`` under ``tag``, entries stamped ``mtime``."""
     where = f"oci-archive:{path}" + (f":{tag}" if tag else "")
-    image.store_metadata(store)
+    entry = artifact.descriptor({REF_NAME: tag} if tag else None)
     entries = [
         TarEntry.file("oci-layout", OCI_LAYOUT),
-        TarEntry.file("index.json", canonical_json(
-            updated_index(None, image.descriptor({REF_NAME: tag} if tag else None), tag).to_dict())),
+        TarEntry.file("index.json", canonical_json(updated_index(None, entry, tag).to_dict())),
     ]
-    for desc in image.all_blobs():
-        entries.append(_blob_entry(store, desc.digest, f"blobs/{desc.digest.algorithm}/{desc.digest.hex}"))
+    entries += [_blob_entry(blob, blob.descriptor.digest.blob_name) for blob in all_blobs(artifact)]
     with atomic_file(path, where) as f:
         write_tar(entries, f, TarOptions(mtime=mtime))
+    return entry
 
 
-def write_docker_archive(path: Path, reference: str | None, image: Image, store: ContentStore,
-                         mtime: int) -> None:
+def write_docker_archive(path: Path, reference: str | None, image: Image, mtime: int) -> Descriptor:
     """Layers are written uncompressed (named by diff_id), as ``docker save`` does."""
     where = f"docker-archive:{path}" + (f":{reference}" if reference else "")
-    image.store_metadata(store)
     config_name = f"{image.manifest.config.digest.hex}.json"
     entries = [TarEntry.file(config_name, image.config_bytes)]
     layer_names = []
     temps: list[Path] = []
+    tmp_dir = writable_parent(path, where)
     try:
-        for desc, diff_id in zip(image.manifest.layers, image.config.diff_ids, strict=True):
-            name = f"{diff_id.hex}.tar"
+        for layer in image.layers:
+            name = f"{layer.diff_id.hex}.tar"
             layer_names.append(name)
             if any(e.path == name for e in entries):
                 continue
-            algorithm = layer_compression(desc.media_type)
-            if algorithm is None:
-                entries.append(_blob_entry(store, desc.digest, name))
-                continue
-            temps.append(_decompress(store, desc.digest, algorithm, diff_id))
+            temps.append(_untar_to_temp(layer.uncompressed(), layer.diff_id, tmp_dir, layer.digest))
             entries.append(TarEntry(path=name, kind="file", size=temps[-1].stat().st_size, source=temps[-1]))
         manifest = [{"Config": config_name, "RepoTags": [repo_tag(reference)] if reference else None,
                      "Layers": layer_names}]
@@ -66,6 +63,7 @@ def write_docker_archive(path: Path, reference: str | None, image: Image, store:
         for t in temps:
             with contextlib.suppress(FileNotFoundError):
                 t.unlink()
+    return image.descriptor()
 
 
 def repo_tag(reference: str) -> str:
@@ -75,20 +73,15 @@ def repo_tag(reference: str) -> str:
     return f"{name}:{ref.tag or 'latest'}"
 
 
-def _decompress(store: ContentStore, digest: Digest, algorithm: str, diff_id: Digest) -> Path:
-    import hashlib
-
-    from ..errors import DigestMismatch
-
-    fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="layer-")
+def _untar_to_temp(stream: BinaryIO, diff_id: Digest, tmp_dir: Path, digest: Digest) -> Path:
+    """Copy a layer's tar stream into a hidden temp file beside the output, checking its diff_id."""
+    fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=".layer-")
     hasher = hashlib.sha256()
     try:
-        d = decompressor(algorithm)
-        with os.fdopen(fd, "wb") as out, store.open(digest) as f:
+        with os.fdopen(fd, "wb") as out, stream as f:
             while chunk := f.read(CHUNK):
-                data = d.decompress(chunk)
-                hasher.update(data)
-                out.write(data)
+                hasher.update(chunk)
+                out.write(chunk)
         if hasher.hexdigest() != diff_id.hex:
             raise DigestMismatch(f"layer {digest} does not decompress to its diff_id {diff_id}")
     except BaseException:

@@ -12,34 +12,60 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import DigestMismatch, OutputError
+from ..image import Blob
 from ..spec import Digest
-from ..store import CHUNK, ContentStore
+from ..store import CHUNK
 
 
-def copy_blob(store: ContentStore, digest: Digest, out: BinaryIO) -> int:
-    """Copy a stored blob to ``out``, checking its digest on the way; return its size."""
-    hasher = hashlib.new(digest.algorithm)
+class Verified:
+    """A read stream that hashes what passes through and raises ``DigestMismatch`` at the end if
+    the bytes are not ``digest`` (so nothing corrupt is ever committed by a sink)."""
+
+    def __init__(self, raw: BinaryIO, digest: Digest, size: int) -> None:
+        self._raw = raw
+        self._digest = digest
+        self._size = size
+        self._hasher = hashlib.new(digest.algorithm)
+        self._read = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self._hasher.update(data)
+        self._read += len(data)
+        if not data or (n < 0):
+            self._check()
+        return data
+
+    def _check(self) -> None:
+        if self._hasher.hexdigest() != self._digest.hex or self._read != self._size:
+            raise DigestMismatch(
+                f"blob {self._digest} read back as {self._read} bytes with another digest; its source "
+                "changed or is corrupt (for a cached blob: delete it from the cache and build again)"
+            )
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> Verified:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_verified(blob: Blob) -> Verified:
+    """Open ``blob`` for reading, checked against its descriptor."""
+    return Verified(blob.open(), blob.descriptor.digest, blob.descriptor.size)
+
+
+def copy_blob(blob: Blob, out: BinaryIO) -> int:
+    """Copy ``blob`` to ``out``, checking its digest and size on the way; return its size."""
     size = 0
-    with store.open(digest) as f:
+    with open_verified(blob) as f:
         while chunk := f.read(CHUNK):
-            hasher.update(chunk)
             out.write(chunk)
             size += len(chunk)
-    if hasher.hexdigest() != digest.hex:
-        raise DigestMismatch(
-            f"cached blob {digest} is corrupt; delete {store.blob_path(digest)} and build again"
-        )
     return size
-
-
-def verify_blob(store: ContentStore, digest: Digest) -> None:
-    """Re-hash a stored blob; raise ``DigestMismatch`` if it changed on disk."""
-
-    class _Null:
-        def write(self, data: bytes) -> int:
-            return len(data)
-
-    copy_blob(store, digest, _Null())  # type: ignore[arg-type]
 
 
 def writable_parent(path: Path, what: str) -> Path:

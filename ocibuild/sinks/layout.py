@@ -7,25 +7,25 @@ import os
 from pathlib import Path
 
 from ..errors import OutputError
-from ..image import Artifact
+from ..image import Artifact, Blob, all_blobs
 from ..spec import Descriptor, ImageIndex, MediaType, canonical_json
-from ..store import ContentStore, atomic_write_bytes
+from ..spec.annotations import REF_NAME
+from ..store import atomic_write_bytes
 from .common import atomic_dir, atomic_file, copy_blob
 
-REF_NAME = "org.opencontainers.image.ref.name"
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 
 
-def populate(root: Path, artifact: Artifact, store: ContentStore) -> None:
-    """Copy every blob of ``artifact`` (verified) into ``root/blobs``; skip blobs already there."""
-    artifact.store_metadata(store)
-    for desc in artifact.all_blobs():
-        target = root / "blobs" / desc.digest.algorithm / desc.digest.hex
+def populate(root: Path, blobs: list[Blob]) -> None:
+    """Copy every blob (verified) into ``root/blobs``; skip blobs already there."""
+    for blob in blobs:
+        desc = blob.descriptor
+        target = root / desc.digest.blob_name
         if target.is_file() and target.stat().st_size == desc.size:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(target, f"blob {desc.digest}") as f:
-            copy_blob(store, desc.digest, f)
+            copy_blob(blob, f)
 
 
 def updated_index(existing: ImageIndex | None, entry: Descriptor, tag: str | None) -> ImageIndex:
@@ -35,24 +35,29 @@ def updated_index(existing: ImageIndex | None, entry: Descriptor, tag: str | Non
     return ImageIndex(manifests=(*kept, entry), media_type=MediaType.OCI_INDEX)
 
 
-def write_layout(path: Path, tag: str | None, image: Artifact, store: ContentStore) -> None:
-    where = f"oci:{path}" + (f":{tag}" if tag else "")
-    entry = image.descriptor({REF_NAME: tag} if tag else None)
+def check_layout(path: Path, where: str) -> None:
+    """Fail early if ``path`` cannot become or be updated as an OCI layout."""
     if path.exists() and not path.is_dir():
         raise OutputError(f"cannot write {where}: {path} exists and is not a folder")
-    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+    if path.is_dir() and not (path / "oci-layout").is_file() and any(path.iterdir()):
+        raise OutputError(f"cannot write {where}: {path} is a non-empty folder but not an OCI layout; "
+                          "choose a new or empty folder")
+
+
+def write_layout(path: Path, tag: str | None, artifact: Artifact) -> Descriptor:
+    """Write ``artifact`` under ``tag`` (a new layout atomically, or an existing one blob by blob,
+    ``index.json`` last); returns the descriptor ``index.json`` now lists."""
+    where = f"oci:{path}" + (f":{tag}" if tag else "")
+    entry = artifact.descriptor({REF_NAME: tag} if tag else None)
+    check_layout(path, where)
+    if not path.exists() or not any(path.iterdir()):
         if path.exists():
             path.rmdir()
         with atomic_dir(path, where) as tmp:
             (tmp / "oci-layout").write_bytes(OCI_LAYOUT)
-            populate(tmp, image, store)
+            populate(tmp, all_blobs(artifact))
             (tmp / "index.json").write_bytes(canonical_json(updated_index(None, entry, tag).to_dict()))
-        return
-    if not (path / "oci-layout").is_file():
-        raise OutputError(
-            f"cannot write {where}: {path} is a non-empty folder but not an OCI layout; "
-            "choose a new or empty folder"
-        )
+        return entry
     if not os.access(path, os.W_OK):
         raise OutputError(f"cannot write {where}: {path} is not writable")
     try:
@@ -61,5 +66,6 @@ def write_layout(path: Path, tag: str | None, image: Artifact, store: ContentSto
         existing = None
     except ValueError as exc:
         raise OutputError(f"cannot update {where}: its index.json is invalid ({exc}); fix or remove it") from None
-    populate(path, image, store)
+    populate(path, all_blobs(artifact))
     atomic_write_bytes(path / "index.json", canonical_json(updated_index(existing, entry, tag).to_dict()))
+    return entry

@@ -6,32 +6,35 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from ..events import Pushed
-from ..image import Artifact, Index
+from ..image import Artifact, Blob, Index, image_blobs, images_of, mount_source
 from ..registry.client import RegistryClient
-from ..spec import Descriptor, Digest, MediaType, Reference
-from ..store import ContentStore
+from ..spec import Digest, MediaType, Reference
 
 PUSH_JOBS = 4
 
 
-def push_blobs(client: RegistryClient, ref: Reference, blobs: list[Descriptor], store: ContentStore, *,
-               mount_from: Reference | None = None, jobs: int = PUSH_JOBS) -> dict[Digest, str]:
-    """Make every blob present in ``ref``'s repository; returns digest -> exists/mounted/uploaded."""
+def push_blobs(client: RegistryClient, ref: Reference, blobs: list[Blob], *,
+               jobs: int = PUSH_JOBS) -> dict[Digest, str]:
+    """Make every blob present in ``ref``'s repository; returns digest -> exists/mounted/uploaded.
+    A ``Mountable`` layer from the same registry is mounted from its repository."""
     host, repo = ref.api_host, ref.repository
-    source = mount_from.repository if mount_from is not None and mount_from.api_host == host else None
-    unique = list({d.digest: d for d in blobs}.values())
+    unique = list({b.descriptor.digest: b for b in blobs}.values())
+
+    def push(blob: Blob) -> str:
+        source = mount_source(blob.layer) if blob.layer is not None else None
+        mount = source.repository if source is not None and source.api_host == host else None
+        return client.push_blob(host, repo, blob.descriptor, blob.open, mount_from=mount)
+
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(unique)))) as pool:
-        futures = {d.digest: pool.submit(client.push_blob, host, repo, d, store, mount_from=source) for d in unique}
+        futures = {b.descriptor.digest: pool.submit(push, b) for b in unique}
         return {digest: f.result() for digest, f in futures.items()}
 
 
-def push_image(client: RegistryClient, ref: Reference, artifact: Artifact, store: ContentStore, *,
-               mount_from: Reference | None = None, jobs: int = PUSH_JOBS) -> Digest:
+def push_image(client: RegistryClient, ref: Reference, artifact: Artifact, *, jobs: int = PUSH_JOBS) -> Digest:
     """Push an image or an index to ``ref``: every blob once (shared layers of several platforms are
     uploaded once), each manifest by digest, then the top-level manifest or index by digest and tag."""
-    artifact.store_metadata(store)
-    images = artifact.images if isinstance(artifact, Index) else (artifact,)
-    push_blobs(client, ref, [d for image in images for d in image.blobs()], store, mount_from=mount_from, jobs=jobs)
+    images = images_of(artifact)
+    push_blobs(client, ref, [b for image in images for b in image_blobs(image)], jobs=jobs)
     host, repo = ref.api_host, ref.repository
     for image in images:
         client.put_manifest(host, repo, str(image.digest), image.manifest_bytes, str(image.manifest.media_type))

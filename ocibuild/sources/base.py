@@ -1,12 +1,19 @@
-"""What a base source yields, and the platform selection shared by every source."""
+"""What every base source shares: platform selection and the walk from a top-level descriptor
+(an index or a manifest) to one ``Image``.
+
+A source that serves manifests and blobs by descriptor (an OCI layout, an archive, a registry) is a
+``ManifestSource``: a way to fetch small verified blobs, the top descriptor, and a way to make a
+``Layer`` for a layer descriptor (eagerly stored, or lazy). ``resolve`` and ``platforms`` do the rest.
+"""
 
 from __future__ import annotations
 
 import platform as _platform
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import ImageNotFound, SourceError
+from ..image import Layer, MemoryImage
 from ..spec import (
     INDEX_TYPES,
     Descriptor,
@@ -18,7 +25,6 @@ from ..spec import (
     media_type_of,
     to_oci,
 )
-from ..store import ContentStore
 
 
 def host_platform() -> Platform:
@@ -26,35 +32,14 @@ def host_platform() -> Platform:
     return Platform.create("linux", _platform.machine() or "amd64")
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class BaseImage:
-    """A resolved base: its manifest (layer types as OCI), config, and where it came from."""
-
-    manifest: ImageManifest
-    config: ImageConfig
-    digest: Digest | None = None  # manifest digest; None for scratch
-    name: str = ""  # a registry reference for the base.name annotation; "" for local files
-    platforms: tuple[Platform, ...] = ()  # every platform the base offers (an index's entries, or its own)
-
-    @property
-    def layers(self) -> tuple[Descriptor, ...]:
-        return self.manifest.layers
-
-
-def scratch(platform: Platform | None) -> BaseImage:
-    from ..spec import MediaType
-
-    plat = platform if platform is not None and platform is not ANY_PLATFORM else host_platform()
-    config = ImageConfig(platform=plat)
-    raw = config.to_json()
-    manifest = ImageManifest(
-        config=Descriptor(media_type=MediaType.OCI_CONFIG, digest=Digest.of(raw), size=len(raw)), layers=()
-    )
-    return BaseImage(manifest=manifest, config=config, platforms=(plat,))
-
-
 # Asks for "whichever the base has first": used to list what an index offers (``--platform all``).
 ANY_PLATFORM = Platform(os="*", architecture="*")
+
+
+def scratch(platform: Platform | None) -> MemoryImage:
+    """The empty image (``FROM scratch``) for ``platform`` (default: the host's)."""
+    plat = platform if platform is not None and platform is not ANY_PLATFORM else host_platform()
+    return MemoryImage.assemble(ImageConfig(platform=plat), ())
 
 
 def offered(index: ImageIndex) -> list[Descriptor]:
@@ -77,36 +62,76 @@ def select_platform(index: ImageIndex, wanted: Platform | None, where: str) -> D
     )
 
 
-def resolve_manifest(fetch: Callable[[Descriptor], bytes], top: Descriptor, store: ContentStore,
-                     platform: Platform | None, where: str,
-                     ingest: Callable[[Sequence[Descriptor]], None]) -> BaseImage:
-    """Follow ``top`` (an index or a manifest) to one manifest for ``platform`` and ingest its blobs.
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ManifestSource:
+    """Manifests and blobs by descriptor: ``fetch`` returns a small blob verified by digest and size,
+    ``make_layer`` turns a layer descriptor and its diff_id into a ``Layer``."""
 
-    ``fetch`` returns a verified small blob; ``ingest`` copies layer blobs into the store, verified.
-    """
-    desc = top
-    platforms: tuple[Platform, ...] = ()
+    where: str
+    top: Descriptor
+    fetch: Callable[[Descriptor], bytes]
+    make_layer: Callable[[Descriptor, Digest], Layer]
+
+
+def _parse_index(raw: bytes, where: str) -> ImageIndex:
+    try:
+        return ImageIndex.from_json(raw)
+    except ValueError as exc:
+        raise SourceError(f"base {where}: invalid image index: {exc}") from None
+
+
+def _parse_manifest(raw: bytes, where: str) -> ImageManifest:
+    try:
+        return ImageManifest.from_json(raw)
+    except ValueError as exc:
+        raise SourceError(f"base {where}: invalid manifest: {exc}") from None
+
+
+def _parse_config(raw: bytes, where: str) -> ImageConfig:
+    try:
+        return ImageConfig.from_json(raw)
+    except ValueError as exc:
+        raise SourceError(f"base {where}: invalid image config: {exc}") from None
+
+
+def _is_index(desc: Descriptor, raw: bytes) -> bool:
+    return (str(desc.media_type) or media_type_of(raw)) in INDEX_TYPES
+
+
+def _as_oci(d: Descriptor) -> Descriptor:
+    """A layer descriptor with the OCI media type for its bytes (Docker types map 1:1)."""
+    return Descriptor(media_type=to_oci(d.media_type), digest=d.digest, size=d.size, annotations=d.annotations,
+                      urls=d.urls)
+
+
+def platforms(source: ManifestSource) -> tuple[Platform, ...]:
+    """Every platform ``source`` offers, reading only the top index (or one manifest and its config)."""
+    raw = source.fetch(source.top)
+    if _is_index(source.top, raw):
+        found = tuple(d.platform for d in offered(_parse_index(raw, source.where)) if d.platform is not None)
+        if found:
+            return found
+        raise ImageNotFound(f"base {source.where}: its index names no platforms; build with --platform")
+    manifest = _parse_manifest(raw, source.where)
+    return (_parse_config(source.fetch(manifest.config), source.where).platform,)
+
+
+def resolve(source: ManifestSource, platform: Platform | None) -> MemoryImage:
+    """Follow ``source.top`` (an index or a manifest) to the image for ``platform``.
+
+    The image is the source's own (its manifest bytes and digest unchanged); its layers are what
+    ``make_layer`` returns, in order, described with OCI media types (a Docker-typed base's layers
+    are the same bytes), so images built on it are pure OCI."""
+    where = source.where
+    desc = source.top
     for _ in range(4):  # an index may point at an index; never loop forever
-        raw = fetch(desc)
-        media = str(desc.media_type) or media_type_of(raw)
-        if media in INDEX_TYPES:
-            try:
-                index = ImageIndex.from_json(raw)
-            except ValueError as exc:
-                raise SourceError(f"base {where}: invalid image index: {exc}") from None
-            platforms = platforms or tuple(d.platform for d in offered(index) if d.platform is not None)
-            desc = select_platform(index, platform, where)
+        raw = source.fetch(desc)
+        if _is_index(desc, raw):
+            desc = select_platform(_parse_index(raw, where), platform, where)
             continue
-        try:
-            manifest = ImageManifest.from_json(raw)
-        except ValueError as exc:
-            raise SourceError(f"base {where}: invalid manifest: {exc}") from None
-        config_raw = fetch(manifest.config)
-        store.put_bytes(config_raw)
-        try:
-            config = ImageConfig.from_json(config_raw)
-        except ValueError as exc:
-            raise SourceError(f"base {where}: invalid image config: {exc}") from None
+        manifest = _parse_manifest(raw, where)
+        config_raw = source.fetch(manifest.config)
+        config = _parse_config(config_raw, where)
         if platform is not None and platform is not ANY_PLATFORM and not config.platform.matches(platform):
             raise ImageNotFound(
                 f"base {where} is a {config.platform} image, not {platform}; "
@@ -117,16 +142,8 @@ def resolve_manifest(fetch: Callable[[Descriptor], bytes], top: Descriptor, stor
                 f"base {where}: manifest has {len(manifest.layers)} layers but config lists "
                 f"{len(config.diff_ids)} diff_ids; the base image is corrupt"
             )
-        ingest(manifest.layers)
-        oci_layers = tuple(
-            Descriptor(media_type=to_oci(d.media_type), digest=d.digest, size=d.size,
-                       annotations=d.annotations, urls=d.urls)
-            for d in manifest.layers
-        )
-        return BaseImage(
-            manifest=ImageManifest(config=manifest.config, layers=oci_layers),
-            config=config,
-            digest=Digest.of(raw),
-            platforms=platforms or (config.platform,),
-        )
+        layers = tuple(source.make_layer(_as_oci(d), diff_id)
+                       for d, diff_id in zip(manifest.layers, config.diff_ids, strict=True))
+        return MemoryImage(manifest=manifest, config=config, config_bytes=config_raw, manifest_bytes=raw,
+                           layers=layers)
     raise SourceError(f"base {where}: image indexes nested too deeply")

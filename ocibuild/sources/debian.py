@@ -6,18 +6,24 @@ import hashlib
 
 from ..debian import build_base, debian_arch, platform_for
 from ..errors import ImageNotFound
+from ..image import Image
 from ..spec import Platform
 from ..store import ContentStore
 from ..transports import DebianBase
-from .base import ANY_PLATFORM, BaseImage, host_platform
+from .base import ANY_PLATFORM, host_platform
 
 
-def load_debian(location: DebianBase, store: ContentStore, platform: Platform | None) -> BaseImage:
+def debian_platforms(location: DebianBase) -> tuple[Platform, ...]:
+    """The platforms the Debian base is configured for (its ``architectures``)."""
+    return tuple(platform_for(a) for a in location.architectures)
+
+
+def load_debian(location: DebianBase, store: ContentStore, platform: Platform | None) -> Image:
     """Build (or take from the cache) the Debian base for ``platform`` (default: the host's).
 
     Without an explicit lock file the lock lives in the cache, keyed by the package set, so the
     implicit default base is resolved once and then reused byte for byte."""
-    offered = tuple(platform_for(a) for a in location.architectures)
+    offered = debian_platforms(location)
     wanted = host_platform() if platform is None or platform is ANY_PLATFORM else platform
     if not any(p.matches(wanted) for p in offered):
         have = ", ".join(map(str, offered))
@@ -30,4 +36,4 @@ def load_debian(location: DebianBase, store: ContentStore, platform: Platform | 
         lock = store.root / "debian" / f"{location.spec.suite}-{key}.lock"
         lock.parent.mkdir(parents=True, exist_ok=True)
     (image,) = build_base(location.spec, [wanted], store, lock_path=lock)
-    return BaseImage(manifest=image.manifest, config=image.config, digest=image.digest, platforms=offered)
+    return image

@@ -8,23 +8,24 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DigestMismatch, ImageNotFound, SourceError
+from ..image import MemoryImage, store_layer
+from ..layers.compress import sniff
 from ..spec import Descriptor, Digest, ImageConfig, ImageManifest, MediaType, Platform
 from ..store import CHUNK, ContentStore
-from .base import ANY_PLATFORM, BaseImage
+from .base import ANY_PLATFORM
 from .layout import TarReader
 
-_MAGIC = {b"\x1f\x8b": MediaType.OCI_LAYER_GZIP, b"\x28\xb5\x2f\xfd": MediaType.OCI_LAYER_ZSTD}
+_MEDIA = {"gzip": MediaType.OCI_LAYER_GZIP, "zstd": MediaType.OCI_LAYER_ZSTD, "none": MediaType.OCI_LAYER}
 
 
 def _media_type(head: bytes) -> MediaType:
-    for magic, media in _MAGIC.items():
-        if head.startswith(magic):
-            return media
-    return MediaType.OCI_LAYER
+    return _MEDIA[sniff(head)]
 
 
 def load_docker_archive(path: Path, reference: str | None, store: ContentStore,
-                        platform: Platform | None) -> BaseImage:
+                        platform: Platform | None) -> MemoryImage:
+    """The image in a ``docker save`` archive (the one named by ``reference`` if it holds several);
+    its layers are copied into ``store``."""
     where = f"docker-archive:{path}" + (f":{reference}" if reference else "")
     if not path.exists():
         raise ImageNotFound(f"base {where} not found: {path} does not exist")
@@ -67,15 +68,14 @@ def load_docker_archive(path: Path, reference: str | None, store: ContentStore,
                     w.abort()
                     raise DigestMismatch(f"base {where}: layer {name} does not match diff_id {diff_id}")
                 digest = w.commit()
-                layers.append(Descriptor(media_type=media, digest=digest, size=w.size))
-        store.put_bytes(config_raw)
+                layers.append(store_layer(store, Descriptor(media_type=media, digest=digest, size=w.size), diff_id))
         manifest = ImageManifest(
             config=Descriptor(media_type=MediaType.OCI_CONFIG, digest=Digest.of(config_raw),
                               size=len(config_raw)),
-            layers=tuple(layers),
+            layers=tuple(layer.descriptor() for layer in layers),
         )
-        return BaseImage(manifest=manifest, config=config, digest=Digest.of(manifest.to_json()),
-                         platforms=(config.platform,))
+        return MemoryImage(manifest=manifest, config=config, config_bytes=config_raw,
+                           manifest_bytes=manifest.to_json(), layers=tuple(layers))
     finally:
         reader.close()
 

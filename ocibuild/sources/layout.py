@@ -5,16 +5,16 @@ from __future__ import annotations
 import contextlib
 import json
 import tarfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from ..errors import DigestMismatch, ImageNotFound, SourceError
-from ..spec import Descriptor, ImageIndex, Platform
+from ..image import Image, Layer, store_layer
+from ..spec import Descriptor, Digest, ImageIndex, Platform
+from ..spec.annotations import REF_NAME
 from ..store import ContentStore
-from .base import BaseImage, resolve_manifest
+from .base import ManifestSource, platforms, resolve
 
-REF_NAME = "org.opencontainers.image.ref.name"
 MAX_METADATA = 4 << 20
 
 
@@ -69,55 +69,71 @@ def _pick(index: ImageIndex, tag: str | None, where: str) -> Descriptor:
     raise ImageNotFound(f"{where} holds {len(index.manifests)} images; name one with ':TAG' (tags: {have})")
 
 
-def load_layout(path: Path, tag: str | None, store: ContentStore, platform: Platform | None,
-                *, archive: bool) -> BaseImage:
-    where = f"{'oci-archive' if archive else 'oci'}:{path}" + (f":{tag}" if tag else "")
+def _open_reader(path: Path, archive: bool, where: str) -> Any:
     if not path.exists():
         raise ImageNotFound(f"base {where} not found: {path} does not exist")
     try:
-        reader: Any = TarReader(path) if archive else _DirReader(path)
+        return TarReader(path) if archive else _DirReader(path)
     except (tarfile.TarError, OSError) as exc:
         raise SourceError(f"base {where}: cannot read the archive: {exc}") from None
+
+
+def _source(reader: Any, tag: str | None, store: ContentStore, where: str) -> ManifestSource:
     try:
+        layout = json.loads(reader.read("oci-layout"))
+        index = ImageIndex.from_json(reader.read("index.json"))
+    except (OSError, ValueError) as exc:
+        raise SourceError(
+            f"base {where} is not an OCI image layout (oci-layout / index.json unreadable: {exc})"
+        ) from None
+    if not isinstance(layout, dict) or "imageLayoutVersion" not in layout:
+        raise SourceError(f"base {where}: oci-layout file has no imageLayoutVersion")
+
+    def fetch(d: Descriptor) -> bytes:
+        if d.size > MAX_METADATA:
+            raise SourceError(f"base {where}: metadata blob {d.digest} is implausibly large ({d.size} B)")
         try:
-            layout = json.loads(reader.read("oci-layout"))
-            index = ImageIndex.from_json(reader.read("index.json"))
-        except (OSError, ValueError) as exc:
-            raise SourceError(
-                f"base {where} is not an OCI image layout (oci-layout / index.json unreadable: {exc})"
-            ) from None
-        if not isinstance(layout, dict) or "imageLayoutVersion" not in layout:
-            raise SourceError(f"base {where}: oci-layout file has no imageLayoutVersion")
-        top = _pick(index, tag, where)
+            data: bytes = reader.read(d.digest.blob_name)
+        except OSError:
+            raise SourceError(f"base {where}: blob {d.digest} is missing from the layout") from None
+        if not d.digest.verify(data) or len(data) != d.size:
+            raise DigestMismatch(f"base {where}: blob {d.digest} does not match its digest or size")
+        return data
 
-        def blob_name(d: Descriptor) -> str:
-            return f"blobs/{d.digest.algorithm}/{d.digest.hex}"
-
-        def fetch(d: Descriptor) -> bytes:
-            if d.size > MAX_METADATA:
-                raise SourceError(f"base {where}: metadata blob {d.digest} is implausibly large ({d.size} B)")
+    def make_layer(d: Descriptor, diff_id: Digest) -> Layer:
+        # copied into the store now (verified): an archive's reader is closed once the base is resolved
+        if not store.has(d.digest):
             try:
-                data: bytes = reader.read(blob_name(d))
-            except OSError:
-                raise SourceError(f"base {where}: blob {d.digest} is missing from the layout") from None
-            if not d.digest.verify(data) or len(data) != d.size:
-                raise DigestMismatch(f"base {where}: blob {d.digest} does not match its digest or size")
-            return data
+                with reader.open(d.digest.blob_name) as f:
+                    store.put_stream(f, d.digest, d.size)
+            except FileNotFoundError:
+                raise SourceError(f"base {where}: layer {d.digest} is missing from the layout") from None
+            except DigestMismatch as exc:
+                raise DigestMismatch(f"base {where}: layer blob is corrupt: {exc}") from None
+        return store_layer(store, d, diff_id)
 
-        def ingest(layers: Sequence[Descriptor]) -> None:
-            for d in layers:
-                if store.has(d.digest):
-                    continue
-                try:
-                    with reader.open(blob_name(d)) as f:
-                        store.put_stream(f, d.digest, d.size)
-                except FileNotFoundError:
-                    raise SourceError(f"base {where}: layer {d.digest} is missing from the layout") from None
-                except DigestMismatch as exc:
-                    raise DigestMismatch(f"base {where}: layer blob is corrupt: {exc}") from None
+    return ManifestSource(where=where, top=_pick(index, tag, where), fetch=fetch, make_layer=make_layer)
 
-        return resolve_manifest(fetch, top, store, platform, where, ingest)
+
+def load_layout(path: Path, tag: str | None, store: ContentStore, platform: Platform | None,
+                *, archive: bool) -> Image:
+    """The image for ``platform`` in an OCI layout folder or archive; layer blobs are copied into
+    ``store``, verified."""
+    where = f"{'oci-archive' if archive else 'oci'}:{path}" + (f":{tag}" if tag else "")
+    reader = _open_reader(path, archive, where)
+    try:
+        return resolve(_source(reader, tag, store, where), platform)
     finally:
         with contextlib.suppress(Exception):
             reader.close()
 
+
+def layout_platforms(path: Path, tag: str | None, store: ContentStore, *, archive: bool) -> tuple[Platform, ...]:
+    """The platforms the layout's image (or index) offers; no layer is read."""
+    where = f"{'oci-archive' if archive else 'oci'}:{path}" + (f":{tag}" if tag else "")
+    reader = _open_reader(path, archive, where)
+    try:
+        return platforms(_source(reader, tag, store, where))
+    finally:
+        with contextlib.suppress(Exception):
+            reader.close()

@@ -1,22 +1,20 @@
-"""Bases pulled from a registry (``docker://REF`` or a bare reference)."""
+"""Bases pulled from a registry (``docker://REF`` or a bare reference).
+
+Only the manifests and the config are read up front; each layer is a lazy ``Layer`` fetched into
+the store (verified by digest and size) the first time its bytes are read, and ``Mountable`` so a
+push to the same registry mounts it instead of downloading and uploading it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-
+from ..image import Image, Layer, Mountable, lazy_layer
 from ..registry.client import RegistryClient
-from ..spec import Descriptor, Platform, Reference
+from ..spec import Descriptor, Digest, Platform, Reference
 from ..store import ContentStore
-from .base import BaseImage, resolve_manifest
-
-PULL_JOBS = 4
+from .base import ManifestSource, platforms, resolve
 
 
-def load_registry(client: RegistryClient, ref: Reference, store: ContentStore, platform: Platform | None,
-                  jobs: int = PULL_JOBS) -> BaseImage:
-    """Resolve ``ref`` (tag or digest; index or manifest) for ``platform`` and pull its blobs into the
-    store in parallel, each verified by digest and size; blobs already stored are not downloaded."""
+def _source(client: RegistryClient, ref: Reference, store: ContentStore) -> ManifestSource:
     host, repo = ref.api_host, ref.repository
     raw, media, digest = client.get_manifest(ref)
     top = Descriptor(media_type=media, digest=digest, size=len(raw))
@@ -30,14 +28,18 @@ def load_registry(client: RegistryClient, ref: Reference, store: ContentStore, p
         store.put_bytes(data)
         return data
 
-    def ingest(layers: Sequence[Descriptor]) -> None:
-        missing = [d for d in layers if not store.has(d.digest)]
-        if not missing:
-            return
-        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(missing)))) as pool:
-            for future in [pool.submit(client.fetch_blob, host, repo, d, store) for d in missing]:
-                future.result()
+    def make_layer(desc: Descriptor, diff_id: Digest) -> Layer:
+        layer = lazy_layer(store, desc, diff_id, lambda d, s: client.fetch_blob(host, repo, d, s))
+        return Mountable(layer=layer, source=ref)
 
-    base = resolve_manifest(fetch, top, store, platform, f"docker://{ref}", ingest)
-    return BaseImage(manifest=base.manifest, config=base.config, digest=base.digest, name=str(ref),
-                     platforms=base.platforms)
+    return ManifestSource(where=f"docker://{ref}", top=top, fetch=fetch, make_layer=make_layer)
+
+
+def load_registry(client: RegistryClient, ref: Reference, store: ContentStore, platform: Platform | None) -> Image:
+    """Resolve ``ref`` (tag or digest; index or manifest) for ``platform``; no layer is downloaded yet."""
+    return resolve(_source(client, ref, store), platform)
+
+
+def registry_platforms(client: RegistryClient, ref: Reference, store: ContentStore) -> tuple[Platform, ...]:
+    """The platforms ``ref`` offers, from its index (or its one manifest's config)."""
+    return platforms(_source(client, ref, store))

@@ -64,6 +64,11 @@ class Digest:
         return hashlib.new(self.algorithm, data).hexdigest() == self.hex
 
     @property
+    def blob_name(self) -> str:
+        """``blobs/<algorithm>/<hex>``: where OCI layouts and the content store keep this blob."""
+        return f"blobs/{self.algorithm}/{self.hex}"
+
+    @property
     def short(self) -> str:
         """First 12 hex characters, for messages."""
         return self.hex[:12]
