@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from .spec import Descriptor, Digest
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BaseResolved:
+    """The base image for one platform is known: where from, its digest (None for scratch), layers."""
+
     base: str
     digest: Digest | None
     layers: int
@@ -18,6 +21,8 @@ class BaseResolved:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LayerDone:
+    """A layer the build adds is ready: built now, or ``cached`` (found by its inputs, nothing done)."""
+
     label: str
     descriptor: Descriptor
     cached: bool
@@ -27,11 +32,17 @@ class LayerDone:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class OutputDone:
+    """An output (layout, archive or registry) has been written completely."""
+
     output: str
     digest: Digest
     seconds: float
 
 
+
+
+TransferKind = Literal["uploaded", "exists", "mounted", "downloaded", "cached"]
+"""How a blob reached (or was found in) its place."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -42,7 +53,7 @@ class BlobTransferred:
     repository: str
     digest: Digest
     size: int
-    how: str
+    how: TransferKind
     seconds: float
 
 
@@ -53,7 +64,7 @@ class Progress:
     digest: Digest
     done: int
     total: int
-    action: str  # "push" or "pull"
+    action: Literal["push", "pull"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -72,7 +83,10 @@ class Note:
 
 
 Event = BaseResolved | LayerDone | OutputDone | BlobTransferred | Progress | Pushed | Note
+"""Everything the library reports while it works."""
+
 EventHandler = Callable[[Event], None]
+"""Where events go: the CLI renders them, a library caller may log or ignore them."""
 
 
 def ignore(_: Event) -> None:

@@ -64,7 +64,7 @@ def decode(hint: Any, value: Any, where: str) -> Any:
     if hint in CODECS:
         try:
             return CODECS[hint][1](value)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, ConfigError) as exc:
             raise ConfigError(f"{where}: {exc}") from None
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)

@@ -31,6 +31,8 @@ class Scratch:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class OciLayout:
+    """``oci:DIR[:TAG]``: an OCI image layout folder (the image tagged TAG, or its only one)."""
+
     path: Path
     tag: str | None = None
 
@@ -40,6 +42,8 @@ class OciLayout:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class OciArchive:
+    """``oci-archive:FILE[:TAG]``: an OCI image layout in one tar file."""
+
     path: Path
     tag: str | None = None
 
@@ -49,6 +53,8 @@ class OciArchive:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DockerArchive:
+    """``docker-archive:FILE[:REPO:TAG]``: what ``docker save`` writes and ``docker load`` reads."""
+
     path: Path
     reference: str | None = None  # "repo:tag" as written into RepoTags
 
@@ -58,6 +64,8 @@ class DockerArchive:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Registry:
+    """``docker://REGISTRY/REPO[:TAG|@DIGEST]`` (or a bare reference): an image in a registry."""
+
     reference: Reference
 
     def __str__(self) -> str:
@@ -78,6 +86,7 @@ class DebianBase:
 
 
 Location = Scratch | OciLayout | OciArchive | DockerArchive | Registry | DebianBase
+"""Where an image comes from or goes to, parsed once from its text by ``parse_location``."""
 
 
 def _split_path_tag(rest: str, text: str, kind: str) -> tuple[Path, str | None]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ocibuild import BuildPlan, ContentStore, ImageSettings, LayerSpec, build, load_plan, parse_location
+from ocibuild import BuildPlan, ContentStore, ImageSettings, LayerSpec, build, load_plan, parse_location, publish
 from ocibuild.spec import ImageConfig, ImageManifest
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
@@ -34,7 +34,7 @@ def _copy_golden(dest: Path, *, mtime: int, umask: int) -> Path:
 
 def _golden_build(project: Path, store: ContentStore, out: Path) -> dict[str, str]:
     plan = load_plan(project, environ={"SOURCE_DATE_EPOCH": "1700000000"}).with_outputs(f"oci:{out}:golden")
-    result = build(plan, store=store)
+    result = publish(build(plan, store=store))
     return {"manifest": str(result.image.digest), "config": str(result.image.manifest.config.digest),
             **{r.label: str(r.descriptor.digest) for r in result.layers}}
 
@@ -53,8 +53,9 @@ def test_golden_config_and_manifest_content(tmp_path: Path) -> None:
     store = ContentStore(tmp_path / "store")
     plan = load_plan(GOLDEN, environ={"SOURCE_DATE_EPOCH": "1700000000"})
     result = build(plan, store=store)
-    manifest = ImageManifest.from_json(store.read_bytes(result.image.digest))
-    config = ImageConfig.from_json(store.read_bytes(manifest.config.digest))
+    manifest = ImageManifest.from_json(result.image.manifest_bytes)
+    config = ImageConfig.from_json(result.image.config_bytes)
+    assert manifest.config.digest.verify(result.image.config_bytes)
     c = config.config
     assert c.entrypoint == ("/srv/bin/run",) and c.cmd == ("--verbose",)
     assert c.working_dir == "/srv" and c.user == "65532:65532"
@@ -80,7 +81,7 @@ def _busybox_like_base(tmp_path: Path, store: ContentStore) -> Path:
                                labels={"base": "yes"}, workdir="/base", user="1000", ports=("22/tcp",)),
         outputs=(parse_location(f"oci:{tmp_path / 'base'}:v1"),),
     )
-    build(plan, store=store)
+    publish(build(plan, store=store))
     return tmp_path / "base"
 
 
@@ -102,7 +103,7 @@ def test_base_config_is_inherited_then_overridden(tmp_path: Path) -> None:
     base_manifest_digest = json.loads((base / "index.json").read_text())["manifests"][0]["digest"]
     assert result.image.manifest.annotations["org.opencontainers.image.base.digest"] == base_manifest_digest
     assert "org.opencontainers.image.base.name" not in result.image.manifest.annotations
-    assert result.image.manifest.layers[0] == result.base.layers[0]  # base layer kept byte for byte
+    assert result.image.manifest.layers[0] == result.base.manifest.layers[0]  # base layer kept byte for byte
     assert len(result.image.config.history) == 2
 
     # an entrypoint without a cmd clears the base's cmd (as Docker does); a cmd alone keeps the entrypoint

@@ -19,7 +19,7 @@ def write(path: Path, text: str) -> Path:
 
 def test_defaults_without_build_file(tmp_path: Path) -> None:
     plan = load_plan(tmp_path, environ={})
-    assert isinstance(plan.base, DebianBase) and plan.platform is None and plan.outputs == ()  # Debian's python3
+    assert isinstance(plan.base, DebianBase) and plan.platforms == () and plan.outputs == ()  # Debian's python3
     assert "python3" in plan.base.spec.packages and plan.base.lock is None
     assert [(str(x.src), x.dest) for x in plan.layers] == [(".", "/app")]
     assert plan.settings.workdir == "/app" and plan.source_date_epoch == 0
@@ -43,7 +43,7 @@ exclude = "*.md"
 """)
     plan = load_plan(project, environ={"SOURCE_DATE_EPOCH": "86400"})
     assert plan.base == OciLayout(path=project / "../bases/py", tag="latest")
-    assert plan.platform == Platform.parse("linux/arm64/v8")
+    assert plan.platforms == (Platform.parse("linux/arm64/v8"),)
     assert plan.settings.entrypoint == ("python3", "-m", "demo", "--port", "8080")
     assert plan.outputs == (OciArchive(path=project / "dist/demo.tar", tag="1"),)
     assert plan.layers[0].exclude == ("*.md",) and plan.settings.workdir is None

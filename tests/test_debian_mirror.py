@@ -28,7 +28,7 @@ from ocibuild.debian.mirror import Fetcher
 from ocibuild.debian.release import fetch_release
 from ocibuild.errors import DigestMismatch, SourceError
 from ocibuild.image import Image
-from ocibuild.sinks import write_output
+from ocibuild.sinks import sink_for
 from ocibuild.spec import Digest
 from ocibuild.store import ContentStore
 from ocibuild.transports import OciLayout
@@ -203,7 +203,7 @@ def images(store: ContentStore, lock_path: Path, locks: dict[str, DebianLock]) -
 
 
 def _layout(image: Image, store: ContentStore, dest: Path) -> Path:
-    write_output(OciLayout(path=dest, tag="py"), image, store)
+    sink_for(OciLayout(path=dest, tag="py")).write(image)
     validate_layout(dest)
     return dest
 
