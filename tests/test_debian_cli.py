@@ -66,6 +66,27 @@ def test_base_debian_command_two_platforms(tmp_path: Path, deb_cache: Path) -> N
     assert again.stdout.strip() == first
 
 
+def test_base_debian_archive_uses_source_date_epoch_like_build(tmp_path: Path, deb_cache: Path) -> None:
+    """`base debian` publishes through the same sinks as `build`: SOURCE_DATE_EPOCH (1700000000 here)
+    stamps the archive entries and the index's created annotation."""
+    import tarfile
+
+    archive = tmp_path / "base.tar"
+    ocibuild("base", "debian", "--packages", "python3,ca-certificates,libgomp1", "--platform",
+             "linux/amd64,linux/arm64", "--output", f"oci-archive:{archive}:bookworm", "--lock",
+             tmp_path / "deb.lock", cache=deb_cache)
+    built = tmp_path / "app.tar"
+    ocibuild("build", HELLO, "--base", "scratch", "--output", f"oci-archive:{built}:v1", cache=deb_cache)
+    for path in (archive, built):
+        with tarfile.open(path) as tar:
+            assert {m.mtime for m in tar.getmembers()} == {1700000000}, path
+    with tarfile.open(archive) as tar:
+        top = json.loads(tar.extractfile("index.json").read())["manifests"][0]  # type: ignore[union-attr]
+        assert top["mediaType"] == "application/vnd.oci.image.index.v1+json"
+        index = json.loads(tar.extractfile(f"blobs/sha256/{top['digest'][7:]}").read())  # type: ignore[union-attr]
+    assert index["annotations"]["org.opencontainers.image.created"] == "2023-11-14T22:13:20Z"
+
+
 def test_default_base_is_built_from_debian_packages(tmp_path: Path, deb_cache: Path) -> None:
     project = python_project(tmp_path)
     out = tmp_path / "img"
