@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,9 @@ import zstandard
 from packaging.tags import Tag
 
 from ocibuild.errors import ConfigError, OcibuildError, SourceError
-from ocibuild.python.target import ImageFacts, TargetPython, detect_target, scan_image
 from ocibuild.image import MemoryImage, store_layer
-from ocibuild.spec import ContainerConfig, Descriptor, Digest, ImageConfig, ImageManifest, MediaType, Platform
+from ocibuild.python.target import ImageFacts, TargetPython, detect_target, scan_image
+from ocibuild.spec import ContainerConfig, Descriptor, Digest, ImageConfig, MediaType, Platform
 from ocibuild.store import ContentStore
 
 # --------------------------------------------------------------------------------------------------
@@ -236,7 +237,7 @@ def test_whiteout_in_upper_layer_removes_python(store: ContentStore) -> None:
     image = make_image(store, [debian_members(), [d("usr"), d("usr/bin"), f("usr/bin/.wh.python3.11", b"")]])
     facts = scan_image(image)
     assert "/usr/bin/python3.11" not in facts.files and facts.resolve("/usr/bin/python3") is None
-    with pytest.raises(ConfigError, match=r"base image has no Python interpreter .*--python /path/to/python3\.X"):
+    with pytest.raises(ConfigError, match=r"no Python interpreter .*python\.interpreter \(e\.g\. /usr/bin/python3\.X"):
         detect_target(image)
 
 
@@ -326,12 +327,13 @@ def test_overrides_win(store: ContentStore) -> None:
 def test_all_overrides_need_no_layers(store: ContentStore, tmp_path: Path) -> None:
     base = debian(store)
     empty = ContentStore(tmp_path / "empty")  # the layer blobs are not there: reading them would fail
-    target = detect_target(base, empty, interpreter="/opt/py/bin/python3", python_version="3.10",
+    base = replace(base, layers=tuple(store_layer(empty, layer.descriptor(), layer.diff_id) for layer in base.layers))
+    target = detect_target(base, interpreter="/opt/py/bin/python3", python_version="3.10",
                            libc="glibc", libc_version="2.31")
     assert target.to_dict()["interpreter"] == "/opt/py/bin/python3"
     assert target.uv_python_platform() == "x86_64-manylinux_2_31"
     with pytest.raises(OcibuildError, match="not in the cache"):
-        detect_target(base, empty, interpreter="/opt/py/bin/python3", python_version="3.10")
+        detect_target(base, interpreter="/opt/py/bin/python3", python_version="3.10")
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -352,7 +354,7 @@ def test_no_python_is_a_clear_error(store: ContentStore) -> None:
     with pytest.raises(ConfigError) as info:
         detect_target(image)
     text = str(info.value)
-    assert "no Python interpreter" in text and "/opt/*/bin" in text and "--python-version X.Y" in text
+    assert "no Python interpreter" in text and "/opt/*/bin" in text and "python.python_version (X.Y)" in text
 
 
 def test_python_in_opt_bin(store: ContentStore) -> None:
@@ -386,7 +388,7 @@ def test_unversioned_python3_takes_version_from_dpkg(store: ContentStore) -> Non
     target = detect_target(make_image(store, [layer]))
     assert (target.interpreter, target.version, target.full_version) == ("/usr/bin/python3", "3.11", "3.11.2")
     bare = make_image(store, [[f("usr/bin/python3"), f("lib/ld-musl-x86_64.so.1")]])
-    with pytest.raises(ConfigError, match=r"add --python-version X\.Y"):
+    with pytest.raises(ConfigError, match=r'set python\.python_version = "X\.Y"'):
         detect_target(bare)
     assert detect_target(bare, python_version="3.9").version == "3.9"
 
@@ -406,11 +408,11 @@ def test_glibc_version_sources(store: ContentStore) -> None:
     symver_only = make_image(store, [[f("usr/bin/python3.12"), f("lib64/libc.so.6", b"\0GLIBC_2.17\0GLIBC_2.28\0")]])
     assert detect_target(symver_only).libc_version == "2.28"
     unknown = make_image(store, [[f("usr/bin/python3.12"), f("lib64/libc.so.6", b"\x7fELF nothing useful")]])
-    with pytest.raises(ConfigError, match=r"--libc-version 2\.NN"):
+    with pytest.raises(ConfigError, match=r'set python\.libc_version = "2\.NN"'):
         detect_target(unknown)
     assert detect_target(unknown, libc_version="2.35").libc_version == "2.35"
     no_libc = make_image(store, [[f("usr/bin/python3.12")]])
-    with pytest.raises(ConfigError, match=r"--libc glibc\|musl and --libc-version X\.Y"):
+    with pytest.raises(ConfigError, match=r"python\.libc \(glibc or musl\) and python\.libc_version \(X\.Y\)"):
         detect_target(no_libc)
 
 
@@ -426,8 +428,7 @@ def test_corrupt_layer_is_a_source_error(store: ContentStore, blob: bytes) -> No
     image = debian(store)
     digest = store.put_bytes(blob)
     bad = Descriptor(media_type=MediaType.OCI_LAYER_GZIP, digest=digest, size=len(blob))
-    image = MemoryImage(manifest=ImageManifest(config=image.manifest.config, layers=(*image.layers, bad)),
-                      config=image.config)
+    image = replace(image, layers=(*image.layers, store_layer(store, bad, digest)))
     with pytest.raises(SourceError, match=r"base layer 2 .* the base image is corrupt"):
         scan_image(image)
 
