@@ -95,6 +95,13 @@ def _registry_options(p: argparse.ArgumentParser) -> None:
                    help="extra CA certificate(s) to trust for registries (repeatable)")
 
 
+def _store_and_registry_options(p: argparse.ArgumentParser, creds_help: str) -> None:
+    p.add_argument("--cache-dir", type=Path, help="content store")
+    p.add_argument("--creds", metavar="USER:PASSWORD", help=creds_help)
+    _registry_options(p)
+    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ocibuild", description="Build OCI images from Python projects, no daemon.")
     p.add_argument("--version", action="version", version=f"ocibuild {__version__}")
@@ -153,10 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--platform", help="comma-separated platforms, e.g. linux/amd64,linux/arm64")
     fetch.add_argument("--requirements", metavar="FILE", help="requirements.txt (default: the build file's)")
     fetch.add_argument("--config", type=Path, help="build file")
-    fetch.add_argument("--cache-dir", type=Path, help="content store")
-    fetch.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials for the base")
-    _registry_options(fetch)
-    fetch.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    _store_and_registry_options(fetch, "registry credentials for the base")
 
     base = sub.add_parser("base", help="make a base image")
     base_sub = base.add_subparsers(dest="base_kind", metavar="KIND", required=True)
@@ -177,11 +181,8 @@ def _parser() -> argparse.ArgumentParser:
     deb.add_argument("--allow-unsigned", action="store_true", help="accept a release without a valid signature")
     deb.add_argument("--security", action="store_true", help="also take packages from SUITE-security")
     deb.add_argument("--compression", help="gzip (default), zstd or none")
-    deb.add_argument("--cache-dir", type=Path, help="content store")
-    deb.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials for a docker:// output")
-    _registry_options(deb)
+    _store_and_registry_options(deb, "registry credentials for a docker:// output")
     deb.add_argument("--quiet", "-q", action="store_true", help="print only the digest")
-    deb.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     insp = sub.add_parser("inspect", help="show an image: platforms, config and layers with what each holds",
                           description="Show the image at LOCATION (oci:, oci-archive:, docker-archive:, docker://): "
@@ -190,10 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     insp.add_argument("location", help="e.g. oci:out/app:v1 or docker://127.0.0.1:5000/app:1")
     insp.add_argument("--platform", help="which platform of an index (default: the host's)")
     insp.add_argument("--json", action="store_true", help="machine-readable output")
-    insp.add_argument("--cache-dir", type=Path, help="content store")
-    insp.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials")
-    _registry_options(insp)
-    insp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    _store_and_registry_options(insp, "registry credentials")
 
     login = sub.add_parser("login", help="store registry credentials the way docker does",
                            description="Check credentials against REGISTRY and store them in $DOCKER_CONFIG/"

@@ -244,7 +244,7 @@ def _debian_base(table: dict[str, Any], project: Path, where: str) -> DebianBase
         except ConfigError as exc:
             raise ConfigError(f"{at}: {exc}") from None
     lock = project / _str(t["lock"], "lock", at) if "lock" in t else None
-    from .debian.spec import DebianSpec
+    from .debianspec import DebianSpec
 
     return DebianBase(spec=DebianSpec(**kwargs), lock=lock, architectures=arches)
 
@@ -331,7 +331,7 @@ def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), co
     if base_text is None:
         # the default: Debian's python3 (+ the C++ and OpenMP runtimes numpy/scikit-learn/torch wheels expect),
         # built from packages and cached
-        from .debian.spec import DebianSpec
+        from .debianspec import DebianSpec
 
         debian = DebianBase(spec=DebianSpec(packages=DEFAULT_DEBIAN_PACKAGES))
         base_text = "scratch"

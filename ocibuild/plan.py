@@ -187,7 +187,7 @@ def _location_from_json(value: Any) -> Location:
     if isinstance(value, str):
         return parse_location(value)
     if isinstance(value, Mapping) and "debian" in value:
-        from .debian.spec import DebianSpec  # only a plan with a Debian base needs the Debian code
+        from .debianspec import DebianSpec
 
         extra = sorted(set(value) - {"debian", "lock", "architectures"})
         if extra:

@@ -15,7 +15,7 @@ from .errors import ConfigError
 from .spec import Reference
 
 if TYPE_CHECKING:
-    from .debian.spec import DebianSpec
+    from .debianspec import DebianSpec
 
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 TRANSPORTS = ("scratch", "oci:", "oci-archive:", "docker-archive:", "docker://")

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from ..debianspec import DEFAULT_EXCLUDE
 from ..errors import ResolutionError, UnknownPackage
 from .control import Alternatives, Relation, parse_relations
 from .index import PackageIndex, PackageInfo
 from .version import satisfies
-
-DEFAULT_EXCLUDE = ("debconf", "debconf-2.0", "cdebconf")
 
 
 def parse_request(text: str) -> Relation:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import platform as _platform
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..errors import ImageNotFound, SourceError
 from ..image import Layer, MemoryImage
@@ -73,25 +74,26 @@ class ManifestSource:
     make_layer: Callable[[Descriptor, Digest], Layer]
 
 
-def _parse_index(raw: bytes, where: str) -> ImageIndex:
+_T = TypeVar("_T")
+
+
+def _parse(parser: Callable[[bytes], _T], raw: bytes, what: str, where: str) -> _T:
     try:
-        return ImageIndex.from_json(raw)
+        return parser(raw)
     except ValueError as exc:
-        raise SourceError(f"base {where}: invalid image index: {exc}") from None
+        raise SourceError(f"base {where}: invalid {what}: {exc}") from None
+
+
+def _parse_index(raw: bytes, where: str) -> ImageIndex:
+    return _parse(ImageIndex.from_json, raw, "image index", where)
 
 
 def _parse_manifest(raw: bytes, where: str) -> ImageManifest:
-    try:
-        return ImageManifest.from_json(raw)
-    except ValueError as exc:
-        raise SourceError(f"base {where}: invalid manifest: {exc}") from None
+    return _parse(ImageManifest.from_json, raw, "manifest", where)
 
 
 def _parse_config(raw: bytes, where: str) -> ImageConfig:
-    try:
-        return ImageConfig.from_json(raw)
-    except ValueError as exc:
-        raise SourceError(f"base {where}: invalid image config: {exc}") from None
+    return _parse(ImageConfig.from_json, raw, "image config", where)
 
 
 def _is_index(desc: Descriptor, raw: bytes) -> bool:
