@@ -211,15 +211,25 @@ class ContentStore:
                 yield Digest(algo_dir.name, p.name)
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> None:
-    """Write ``data`` to ``path`` through a temp file and a rename."""
-    directory = tmp_dir or path.parent
-    fd, name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.tmp-")
+@contextlib.contextmanager
+def atomic_writer(path: Path, *, tmp_dir: Path | None = None, mode: int | None = None) -> Iterator[BinaryIO]:
+    """Yield a temp file (in ``tmp_dir``, default: beside ``path``) that becomes ``path`` by a rename
+    only if the block succeeds; on any error (or Ctrl-C) the temp file is removed. The one
+    atomic-write helper: the store, lock files, credentials and every sink use it."""
+    fd, name = tempfile.mkstemp(dir=tmp_dir or path.parent, prefix=f".{path.name}.tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
+        if mode is not None:
+            os.chmod(name, mode)
         os.replace(name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> None:
+    """Write ``data`` to ``path`` through a temp file and a rename."""
+    with atomic_writer(path, tmp_dir=tmp_dir) as f:
+        f.write(data)

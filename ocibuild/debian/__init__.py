@@ -48,6 +48,7 @@ Downloaded indexes and ``.deb`` files are blobs in the content store (an index i
 selector keyed by its URL and sha256). Multi-arch: call per architecture (``build_base`` does).
 """
 
+from ..debianspec import DEFAULT_EXCLUDE
 from ..errors import ResolutionError, SignatureError, UnknownPackage
 from .assemble import BaseLayer, build_base, build_layers, group_of, image_for, resolve
 from .control import Relation, parse_relations
@@ -55,7 +56,7 @@ from .index import PackageIndex, PackageInfo
 from .lock import DebianLock, LockedPackage, LockFile
 from .mirror import DEFAULT_MIRROR, DEFAULT_SECURITY_MIRROR, default_mirror, default_security_mirror, host_mirror
 from .release import DEFAULT_KEYRING, Release
-from .resolve import DEFAULT_EXCLUDE, Resolver
+from .resolve import Resolver
 from .spec import DebianSpec, debian_arch, platform_for
 from .version import DebVersion, compare_versions, satisfies
 

@@ -8,7 +8,7 @@ relationship fields (``Depends``, ``Pre-Depends``, ``Provides``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import SourceError
@@ -98,10 +98,3 @@ def parse_stanza(text: str) -> dict[str, str]:
     for stanza in iter_stanzas(text):
         return stanza
     return {}
-
-
-def format_stanza(fields: dict[str, str], order: Sequence[str] = ()) -> str:
-    """Write a paragraph back as text (``order`` first, then the rest as given), ending in a newline."""
-    keys = [k for k in order if k in fields] + [k for k in fields if k not in order]
-    return "".join(f"{k}: {fields[k]}\n" if not fields[k].startswith("\n") else f"{k}:{fields[k]}\n"
-                   for k in keys)

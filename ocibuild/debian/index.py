@@ -28,10 +28,6 @@ class PackageInfo:
     def essential(self) -> bool:
         return self.fields.get("Essential", "no").strip().lower() == "yes"
 
-    @property
-    def multi_arch(self) -> str:
-        return self.fields.get("Multi-Arch", "no").strip().lower()
-
     def relations(self, name: str) -> tuple[Alternatives, ...]:
         """A parsed relationship field (``Depends``, ``Pre-Depends``, ``Provides``...)."""
         text = self.fields.get(name, "")

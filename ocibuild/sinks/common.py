@@ -14,7 +14,7 @@ from typing import BinaryIO
 from ..errors import DigestMismatch, OutputError
 from ..image import Blob
 from ..spec import Digest
-from ..store import CHUNK
+from ..store import CHUNK, atomic_writer
 
 
 class Verified:
@@ -85,17 +85,8 @@ def atomic_file(path: Path, what: str) -> Iterator[BinaryIO]:
     """Yield a temp file beside ``path``; rename it to ``path`` only if the block succeeds."""
     if path.is_dir():
         raise OutputError(f"cannot write {what}: {path} is a folder; name a file")
-    parent = writable_parent(path, what)
-    fd, name = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-        os.chmod(name, 0o644)
-        os.replace(name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
-        raise
+    with atomic_writer(path, tmp_dir=writable_parent(path, what), mode=0o644) as f:
+        yield f
 
 
 @contextlib.contextmanager

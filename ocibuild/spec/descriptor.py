@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from .digest import Digest
@@ -61,7 +61,3 @@ class Descriptor:
         if self.artifact_type:
             out["artifactType"] = self.artifact_type
         return out
-
-    def with_annotations(self, annotations: Mapping[str, str]) -> Descriptor:
-        """A copy whose annotations are ``annotations`` (replacing the old ones)."""
-        return replace(self, annotations=dict(annotations))
