@@ -137,7 +137,7 @@ def _bytecode(entry: TarEntry) -> TarEntry | None:
 
 
 def resolve_pins(spec: PythonSpec, target: TargetPython, index: IndexSettings, project: Path,
-                 store: ContentStore) -> tuple[list[Pin], bool]:
+                 store: ContentStore, session: requests.Session) -> tuple[list[Pin], bool]:
     """Pins for the target, from the cache when the inputs did not change."""
     if spec.lock is not None and spec.requirements is not None:
         raise ConfigError("python: give either 'requirements' or 'lock', not both")
@@ -170,7 +170,7 @@ def resolve_pins(spec: PythonSpec, target: TargetPython, index: IndexSettings, p
             try:
                 text = compile_for_target(compile_inputs, target, index, project, source=source)
             except ResolutionError as exc:
-                raise _explain_missing_wheel(exc, target, index) from None
+                raise _explain_missing_wheel(exc, target, index, session) from None
         pins = merge_user_hashes(parse_requirements(text), {
             k: Pin(name=v.name, version=v.version, hashes=v.hashes, user_hashes=v.user_hashes, source=source)
             for k, v in user.items()}, source)
@@ -182,14 +182,15 @@ def resolve_pins(spec: PythonSpec, target: TargetPython, index: IndexSettings, p
 _NO_WHEEL = re.compile(r"([A-Za-z0-9._-]+)==([^\s`]+) has no wheels with a matching (?:platform|Python ABI) tag")
 
 
-def _explain_missing_wheel(exc: ResolutionError, target: TargetPython, index: IndexSettings) -> ResolutionError:
+def _explain_missing_wheel(exc: ResolutionError, target: TargetPython, index: IndexSettings,
+                           session: requests.Session) -> ResolutionError:
     """uv says a pin has no wheel for the target: name the wheel tags that do exist."""
     m = _NO_WHEEL.search(str(exc))
     if not m:
         return exc
     pin = Pin(name=normalize_name(m.group(1)), version=m.group(2))
     try:
-        pick(pin, candidates(pin, index, requests.Session()), target)
+        pick(pin, candidates(pin, index, session), target)
     except ResolutionError as explained:
         return explained
     return exc
@@ -219,9 +220,9 @@ def dependency_layers(spec: PythonSpec, base: Image, store: ContentStore, projec
     layout = VenvLayout(prefix=spec.venv, python_version=target.version, interpreter=target.interpreter)
     index = IndexSettings.from_env(index_url=spec.index_url, extra_index_urls=spec.extra_index_urls,
                                    find_links=spec.find_links, no_index=spec.no_index)
-    pins, cached = resolve_pins(spec, target, index, project, store)
-    note(f"python  {len(pins)} distributions pinned" + (" (resolution cached)" if cached else " (resolved with uv)"))
     session = session or requests.Session()
+    pins, cached = resolve_pins(spec, target, index, project, store, session)
+    note(f"python  {len(pins)} distributions pinned" + (" (resolution cached)" if cached else " (resolved with uv)"))
     wheels = [fetch_wheel(pin, target, index, store, session) for pin in pins]
     downloaded = sum(w.downloaded for w in wheels)
     if downloaded:
@@ -288,7 +289,7 @@ def fetch_wheelhouse(spec: PythonSpec, bases: list[Image], store: ContentStore, 
                                    find_links=spec.find_links, no_index=spec.no_index)
     for base in bases:
         target = cached_target(spec, base, store)
-        pins, _ = resolve_pins(spec, target, index, project, store)
+        pins, _ = resolve_pins(spec, target, index, project, store, session)
         for pin in pins:
             wheel = fetch_wheel(pin, target, index, store, session)
             target_path = dest / wheel.filename
