@@ -81,3 +81,51 @@ def test_bad_source_date_epoch(tmp_path: Path, environ: dict[str, str], message:
 def test_missing_project_folder(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_plan(tmp_path / "nope", environ={})
+
+
+def test_python_keys_come_from_the_spec_fields(tmp_path: Path) -> None:
+    """Every PythonSpec field is a [python] key (big_wheel_mb included); a typo suggests the key."""
+    from ocibuild import PythonSpec
+    from ocibuild.config import PYTHON_KEYS
+
+    assert set(PYTHON_KEYS) == {f for f in PythonSpec.__dataclass_fields__}
+    (tmp_path / "ocibuild.toml").write_text('base = "scratch"\n[python]\nrequirements = "r.txt"\nbig_wheel_mb = 2\n')
+    plan = load_plan(tmp_path, environ={})
+    assert plan.python is not None and plan.python.big_wheel_mb == 2.0
+    (tmp_path / "ocibuild.toml").write_text('base = "scratch"\n[python]\nbig_wheel_mbs = 2\n')
+    with pytest.raises(ConfigError, match="unknown key 'big_wheel_mbs'; did you mean 'big_wheel_mb'"):
+        load_plan(tmp_path, environ={})
+    (tmp_path / "ocibuild.toml").write_text('base = "scratch"\n[python]\nbig_wheel_mb = -1\n')
+    with pytest.raises(ConfigError, match="big_wheel_mb must be a positive number"):
+        load_plan(tmp_path, environ={})
+
+
+@pytest.mark.parametrize(("kwargs", "key"), [
+    ({"interpreter": "/usr/bin/python3", "python_version": "3.11", "libc": "bionic"}, "python.libc 'bionic'"),
+    ({"interpreter": "/usr/bin/python3", "python_version": "3.11", "libc_version": "two"},
+     "python.libc_version 'two'"),
+    ({"interpreter": "python3"}, "python.interpreter 'python3'"),
+    ({"python_version": "2.7"}, "python.python_version '2.7'"),
+])
+def test_library_errors_name_the_build_file_key(kwargs: dict[str, str], key: str) -> None:
+    from ocibuild.image import MemoryImage
+    from ocibuild.python.target import detect_target
+    from ocibuild.spec import ImageConfig
+
+    with pytest.raises(ConfigError) as info:
+        detect_target(MemoryImage.assemble(ImageConfig(platform=Platform.parse("linux/amd64")), ()), **kwargs)
+    assert key in str(info.value) and "--" not in str(info.value)
+
+
+def test_cli_adds_the_flag_to_a_key_it_can_set(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "requirements.txt").write_text("six\n")
+    proc = subprocess.run([sys.executable, "-m", "ocibuild", "build", str(tmp_path), "--base", "scratch",
+                           "--requirements", str(tmp_path / "requirements.txt"), "--python", "python3",
+                           "--output", f"oci:{tmp_path / 'o'}:t"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OCIBUILD_CACHE": str(tmp_path / "c")}, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "python.interpreter (--python) 'python3' must be an absolute path" in proc.stderr, proc.stderr
