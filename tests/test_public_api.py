@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import itertools
 import subprocess
 import sys
 import types
@@ -21,7 +22,7 @@ def _alias_docs() -> dict[str, str]:
     docs: dict[str, str] = {}
     for path in PACKAGE.rglob("*.py"):
         body = ast.parse(path.read_text()).body
-        for stmt, nxt in zip(body, body[1:], strict=False):
+        for stmt, nxt in itertools.pairwise(body):
             if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
                     and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
                     and isinstance(nxt.value.value, str)):
