@@ -28,7 +28,7 @@ CHILD = """
 import resource, sys, time
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
-from ocibuild.registry import RegistryClient
+from ocibuild.registry import RegistryClient, Repository
 from ocibuild.spec import Descriptor, Digest, MediaType
 from ocibuild.store import ContentStore
 store = ContentStore(sys.argv[2])
@@ -36,7 +36,7 @@ digest = Digest.parse(sys.argv[4])
 desc = Descriptor(media_type=MediaType.OCI_LAYER, digest=digest, size=store.size(digest))
 client = RegistryClient()
 start = time.perf_counter()
-how = client.push_blob(sys.argv[3], sys.argv[5], desc, store)
+how = client.push_blob(Repository(host=sys.argv[3], name=sys.argv[5]), desc, store)
 print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, how)
 """
 

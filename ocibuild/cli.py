@@ -392,7 +392,7 @@ def _cmd_login(args: argparse.Namespace) -> int:
     from .registry import Credentials, StaticCredentials, store_login
 
     creds = Credentials(username=username, password=password, source="ocibuild login")
-    _client(args, explicit=[StaticCredentials(creds, (host,))]).check_login(host)
+    _client(args, explicit=[StaticCredentials(creds, (host,))]).transport.check_login(host)
     where = store_login(host, creds)
     print(f"Login Succeeded (credentials stored in {where})")
     return 0

@@ -1,4 +1,5 @@
-"""Registry access: the client (pull, push, auth, TLS, retries) and credential sources."""
+"""Registry access: the client (pull and push on a ``Repository``), its transport (session, auth, TLS,
+retries, error messages) and credential sources."""
 
 from .auth import (
     AuthFile,
@@ -9,8 +10,9 @@ from .auth import (
     default_credentials,
     store_login,
 )
-from .client import RegistryClient, RetryPolicy
+from .client import RegistryClient
 from .tls import TLSConfig
+from .transport import Repository, RetryPolicy, Transport, default_session
 
 __all__ = [
     "AuthFile",
@@ -18,9 +20,12 @@ __all__ = [
     "CredentialProvider",
     "Credentials",
     "RegistryClient",
+    "Repository",
     "RetryPolicy",
     "StaticCredentials",
     "TLSConfig",
+    "Transport",
     "default_credentials",
+    "default_session",
     "store_login",
 ]

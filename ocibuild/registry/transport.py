@@ -146,8 +146,9 @@ def default_session() -> requests.Session:
 class Transport:
     """Authenticated, retried requests to registries over one session; thread-safe.
 
-    >>> transport = Transport(requests.Session(), tls=TLSConfig(ca_files=(Path("ca.pem"),)))  # doctest: +SKIP
-    >>> transport.check_login("registry.example:5000")  # doctest: +SKIP
+    >>> tls = TLSConfig(insecure_registries=("reg.lan:5000",))
+    >>> transport = Transport(requests.Session(), tls=tls)  # doctest: +SKIP
+    >>> transport.check_login("reg.lan:5000")  # doctest: +SKIP
     """
 
     def __init__(self, session: requests.Session | None = None, *, credentials: CredentialProvider | None = None,

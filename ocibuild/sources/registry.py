@@ -8,14 +8,14 @@ push to the same registry mounts it instead of downloading and uploading it.
 from __future__ import annotations
 
 from ..image import Image, Layer, Mountable, lazy_layer
-from ..registry.client import RegistryClient
+from ..registry.client import RegistryClient, Repository
 from ..spec import Descriptor, Digest, Platform, Reference
 from ..store import ContentStore
 from .base import ManifestSource, platforms, resolve
 
 
 def _source(client: RegistryClient, ref: Reference, store: ContentStore) -> ManifestSource:
-    host, repo = ref.api_host, ref.repository
+    repo = Repository.from_reference(ref)
     raw, media, digest = client.get_manifest(ref)
     top = Descriptor(media_type=media, digest=digest, size=len(raw))
 
@@ -24,12 +24,12 @@ def _source(client: RegistryClient, ref: Reference, store: ContentStore) -> Mani
             return raw
         if store.has(desc.digest):  # configs and child manifests are kept: no request on a rebuild
             return store.read_bytes(desc.digest)
-        data = client.get_small(host, repo, desc)
+        data = client.get_small(repo, desc)
         store.put_bytes(data)
         return data
 
     def make_layer(desc: Descriptor, diff_id: Digest) -> Layer:
-        layer = lazy_layer(store, desc, diff_id, lambda d, s: client.fetch_blob(host, repo, d, s))
+        layer = lazy_layer(store, desc, diff_id, lambda d, s: client.fetch_blob(repo, d, s))
         return Mountable(layer=layer, source=ref)
 
     return ManifestSource(where=f"docker://{ref}", top=top, fetch=fetch, make_layer=make_layer)
