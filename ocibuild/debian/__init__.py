@@ -6,8 +6,8 @@
     spec = DebianSpec(suite="bookworm", packages=("python3", "ca-certificates"))
     images = build_base(spec, [platform_for("amd64"), platform_for("arm64")], ContentStore.default(),
                         lock_path=Path("debian.lock"), mtime=0)
-    # images[i] is a single-platform Image whose blobs are in the store: write it with
-    # ocibuild.sinks.write_output(location, image, store), or join them into an index.
+    # images[i] is a single-platform Image (its layers in the store): publish it with
+    # ocibuild.publish(image, ["oci:out/base:py"]), or join them: ocibuild.mutate.index_of(images).
 
 How it works, step by step (each has its own function for callers that want only part of it):
 
