@@ -9,13 +9,13 @@
    `--variant=essential` (Essential packages, no apt) and `--variant=extract` (the requested packages and
    their dependencies only unpacked, no maintainer script: mechanically closest to ocibuild, but no CA
    bundle, users or dpkg database), each cold (mmdebstrap downloads every run) from the host's apt mirror
-   (tests/tools.py apt_mirror()), plain `mmdebstrap --variant=V --include=python3,ca-certificates bookworm
+   (tests/harness/bases.py apt_mirror()), plain `mmdebstrap --variant=V --include=python3,ca-certificates bookworm
    OUT.tar MIRROR` run as root; its output is an uncompressed tarball, so `gzip -1 -n` of it (ocibuild's
    default layer compression is gzip level 1) is timed separately and added for the image-layer equivalent;
 3. sizes: ocibuild = sum of the compressed layer sizes in its manifest and of the uncompressed layer tars
    (diff); mmdebstrap = the tar and its gzip -1;
-4. every image is run with umoci + runc (tests/tools.py run_image; mmdebstrap's tarballs wrapped as
-   one-layer OCI layouts by tools.layout_from_rootfs_tar, untimed): `python3 -c "import ssl;
+4. every image is run with umoci + runc (tests/harness/runtime.py run_image; mmdebstrap's tarballs wrapped as
+   one-layer OCI layouts by harness.bases.layout_from_rootfs_tar, untimed): `python3 -c "import ssl;
    print(ssl.OPENSSL_VERSION)"` must succeed in each, and the number of CA certificates OpenSSL loads by
    default is reported.
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import importlib.util
 import json
 import os
 import platform
@@ -43,7 +42,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,13 +56,16 @@ DEAD_PROXY = "http://127.0.0.1:9"
 VARIANTS = ("minbase", "essential", "extract")
 
 
-def load_test_tools() -> ModuleType:
-    """tests/tools.py (apt_mirror, layout_from_rootfs_tar, run_image), imported by path: not a package."""
-    spec = importlib.util.spec_from_file_location("ocibuild_test_tools", REPO / "tests" / "tools.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def load_test_tools() -> SimpleNamespace:
+    """The tests/harness helpers used here (base images, layouts, run_image), as one namespace."""
+    if str(REPO / "tests") not in sys.path:
+        sys.path.insert(0, str(REPO / "tests"))
+    from harness import bases, layout, runtime
+
+    return SimpleNamespace(DEBIAN_SUITE=bases.DEBIAN_SUITE, apt_mirror=bases.apt_mirror,
+                           layout_from_rootfs_tar=bases.layout_from_rootfs_tar, image_config=layout.image_config,
+                           layout_index_of=layout.layout_index_of, host_arch=runtime.host_arch,
+                           ensure_binfmt=runtime.ensure_binfmt, run_image=runtime.run_image)
 
 
 def run(cmd: Sequence[str | os.PathLike[str]], *, log: Path, env: dict[str, str] | None = None,
@@ -199,7 +201,7 @@ def mmdebstrap(variant: str, mirror: str, tmp: Path, log: Path) -> tuple[dict[st
              "gzip1_bytes": gz.stat().st_size, **facts}, tar, gz)
 
 
-def check_image(tools: ModuleType, layout: Path, tag: str, *, required: bool) -> dict[str, Any]:
+def check_image(tools: SimpleNamespace, layout: Path, tag: str, *, required: bool) -> dict[str, Any]:
     """Run SSL_CHECK (must print an OpenSSL version if ``required``) and CA_CHECK in the image."""
     p = tools.run_image(layout, tag, SSL_CHECK, timeout=300)
     line = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""

@@ -15,7 +15,7 @@ cached in $OCIBUILD_BENCH_CACHE), with an equivalent Dockerfile:
    against `buildah build --platform linux/amd64,linux/arm64 --manifest` + `buildah manifest push --all`
    (buildah runs `pip install` for arm64 under qemu-user via binfmt_misc; `--no-multiarch` skips it);
 6. every final image is pulled back from the registry (skopeo, untimed) and run with umoci + runc
-   (tests/tools.py run_image): `import sklearn`, load the model, predict, and check the edit and the weights
+   (tests/harness/runtime.py run_image): `import sklearn`, load the model, predict, and check the edit and the weights
    file are there; the arm64 images run under qemu.
 
     python3 benchmarks/e2e.py [--out benchmarks/results] [--driver overlay|vfs] [--big-mb 1024] [--no-multiarch]

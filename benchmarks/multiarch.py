@@ -37,7 +37,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO / "tests"))
-    from tools import layout_index_of, make_debian_python_layout
+    from harness.bases import make_debian_python_layout
+    from harness.layout import layout_index_of
 
     with tempfile.TemporaryDirectory(prefix="ocibuild-multiarch-") as td:
         tmp = Path(td)

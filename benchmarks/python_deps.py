@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import importlib.util
 import json
 import os
 import platform
@@ -39,7 +38,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,13 +78,16 @@ sys.exit(code)
 """
 
 
-def load_test_tools() -> ModuleType:
-    """tests/tools.py (layout_from_rootfs_tar, run_image), imported by path: it is not a package."""
-    spec = importlib.util.spec_from_file_location("ocibuild_test_tools", REPO / "tests" / "tools.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def load_test_tools() -> SimpleNamespace:
+    """The tests/harness helpers used here (base images, layouts, run_image), as one namespace."""
+    if str(REPO / "tests") not in sys.path:
+        sys.path.insert(0, str(REPO / "tests"))
+    from harness import bases, layout, runtime
+
+    return SimpleNamespace(DEBIAN_SUITE=bases.DEBIAN_SUITE, apt_mirror=bases.apt_mirror,
+                           layout_from_rootfs_tar=bases.layout_from_rootfs_tar, image_config=layout.image_config,
+                           layout_index_of=layout.layout_index_of, host_arch=runtime.host_arch,
+                           ensure_binfmt=runtime.ensure_binfmt, run_image=runtime.run_image)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -150,7 +152,7 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def base_layout(tools: ModuleType, arch: str) -> tuple[Path, float | None]:
+def base_layout(tools: SimpleNamespace, arch: str) -> tuple[Path, float | None]:
     """The cached base layout (tag bookworm-py); returns (layout, seconds it took to make it now or None)."""
     cache = bench_cache()
     final = cache / f"bookworm-py-venv-pip-{arch}-{BASE_VERSION}"
@@ -310,7 +312,7 @@ TIMED_TWICE = ('a=$(date +%s%N); "$@" || exit $?; b=$(date +%s%N); "$@" >/dev/nu
                'c=$(date +%s%N); echo "startup-ns $((b - a)) $((c - b))" >&2')
 
 
-def verify(tools: ModuleType, layout: Path, tag: str) -> dict[str, Any]:
+def verify(tools: SimpleNamespace, layout: Path, tag: str) -> dict[str, Any]:
     cfg = tools.image_config(layout, tag).get("config") or {}
     argv = [*(cfg.get("Entrypoint") or []), *(cfg.get("Cmd") or [])]
     start = time.perf_counter()

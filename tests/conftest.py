@@ -1,14 +1,18 @@
 """Shared fixtures for the ocibuild test suite.
 
 ``tests/`` is NOT a package: this conftest puts the ``tests/`` folder on sys.path so test modules can
-``from tools import ...``. Nothing here imports ``ocibuild``; the helpers in tools.py are independent of it.
+``from harness.validate import ...`` (``tests/harness/`` is a package; pytest collects only ``test_*.py``).
+Nothing here imports ``ocibuild``; the harness is independent of it.
+
+Every test that uses ``tmp_path`` has each OCI layout / OCI archive / docker archive it wrote there
+validated at teardown (:func:`_conformance`); a test that writes broken images on purpose opts out with
+``@pytest.mark.no_conformance(reason=...)``.
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +21,46 @@ _TESTS = str(Path(__file__).resolve().parent)
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
-from tools import make_busybox_layout, make_debian_python_layout, podman_env  # noqa: E402
+from harness.bases import make_busybox_layout, make_debian_python_layout  # noqa: E402
+from harness.runtime import podman as run_podman  # noqa: E402
+from harness.runtime import podman_env  # noqa: E402
+from harness.validate import find_outputs, validate_output  # noqa: E402
+
+# ---------------------------------------------------------------------------------------------------
+# conformance: every image a test writes under tmp_path is checked by harness.validate
+# ---------------------------------------------------------------------------------------------------
+
+_CALL_REPORT = pytest.StashKey[pytest.TestReport]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport,
+                                                                                          pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_REPORT] = report
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _conformance(request: pytest.FixtureRequest) -> Iterator[None]:
+    """At teardown, validate every OCI layout, OCI archive and docker archive the test wrote under its
+    ``tmp_path`` (content stores skipped). Not for tests that did not use tmp_path, failed, or carry
+    ``@pytest.mark.no_conformance``."""
+    yield
+    tmp = getattr(request.node, "funcargs", {}).get("tmp_path")
+    report = request.node.stash.get(_CALL_REPORT, None)
+    if tmp is None or report is None or not report.passed or request.node.get_closest_marker("no_conformance"):
+        return
+    problems = []
+    for out in find_outputs(tmp):
+        try:
+            validate_output(out)
+        except AssertionError as e:
+            problems.append(str(e))
+    if problems:
+        pytest.fail("non-conformant output written by this test (mark it no_conformance if that is the "
+                    "point of the test):\n" + "\n".join(problems), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -43,29 +86,21 @@ def debian_python_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Environment dict for running ``podman`` with test-local config and vfs storage (session-scoped).
-    Use as ``subprocess.run(["podman", ...], env=podman)`` or ``tools.podman(podman, ...)``."""
+    Use as ``subprocess.run(["podman", ...], env=podman)`` or ``harness.runtime.podman(podman, ...)``."""
     env = podman_env(tmp_path_factory.mktemp("podman"))
     yield env
     # free the (vfs = full copy per layer) storage; best effort
-    subprocess.run(["podman", "system", "reset", "--force"], env=env, capture_output=True, check=False,
-                   timeout=300)
+    run_podman(env, "system", "reset", "--force", check=False)
 
 
 # ---------------------------------------------------------------------------------------------------
-# registries (tests/registry_tools.py): real distribution 2.8.2 processes on 127.0.0.1, never skipped
+# registries (tests/harness/registry.py): real distribution 2.8.2 processes on 127.0.0.1, never skipped
 # ---------------------------------------------------------------------------------------------------
 
-from registry_tools import (  # noqa: E402
-    PKI,
-    FaultProxy,
-    Registry,
-    RegistryFactory,
-    TokenServer,
-    make_pki,
-    start_plain,
-    start_tls_basic,
-    start_token,
-)
+from harness.pki import PKI, make_pki  # noqa: E402
+from harness.proxy import FaultProxy  # noqa: E402
+from harness.registry import Registry, RegistryFactory, start_plain, start_tls_basic, start_token  # noqa: E402
+from harness.tokens import TokenServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from registry_tools import PKI, Registry
-from tools import oci_image_tool_validate, run_image, validate_layout
+from harness.pki import PKI
+from harness.registry import Registry
+from harness.runtime import run_image
+from harness.validate import oci_image_tool_validate, validate_layout
 
 REPO = Path(__file__).resolve().parents[1]
 HELLO = REPO / "examples" / "hello"

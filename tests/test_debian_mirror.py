@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tools import run_image, validate_layout
+from harness.runtime import run_image
+from harness.validate import validate_layout
 
 from ocibuild.debian import (
     DebianLock,

@@ -14,8 +14,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from registry_tools import Registry
-from tools import podman as run_podman
+from harness.registry import Registry
+from harness.runtime import podman as run_podman
 
 REPO = Path(__file__).resolve().parents[1]
 IRIS = REPO / "examples" / "iris-server"

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from registry_tools import Registry, skopeo
+from harness.proc import skopeo
+from harness.registry import Registry
+from harness.runtime import run_image
+from harness.validate import validate_layout
 from test_multiarch import py_index  # noqa: F401 - the two-platform Debian python3 base fixture
 from test_python_deps import _fake_wheel
-from tools import run_image, validate_layout
 
 import ocibuild
 

@@ -10,16 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from tools import (
-    image_config,
-    oci_image_tool_validate,
-    run_image,
-    skopeo_inspect,
-    skopeo_inspect_raw,
-    umoci_unpack,
-    validate_layout,
-)
-from tools import podman as run_podman
+from harness.layout import image_config, layout_index_of
+from harness.proc import skopeo_inspect, skopeo_inspect_raw
+from harness.runtime import podman as run_podman
+from harness.runtime import run_image, umoci_unpack
+from harness.validate import oci_image_tool_validate, validate_layout
 
 REPO = Path(__file__).resolve().parents[1]
 HELLO = REPO / "examples" / "hello"
@@ -106,8 +101,6 @@ def test_archives_as_bases(tmp_path: Path, busybox_layout: Path) -> None:
 def test_index_base_picks_platform_and_arm64_runs_under_qemu(tmp_path: Path, busybox_layout: Path,
                                                              busybox_arm64_layout: Path) -> None:
     """A multi-platform base (an index made with skopeo + jq-free JSON) -> --platform selects one."""
-    from tools import layout_index_of
-
     index = layout_index_of(tmp_path / "multi", "bb", [(busybox_layout, "busybox"), (busybox_arm64_layout, "busybox")])
     for platform, machine in (("linux/arm64", "aarch64"), ("linux/amd64", "x86_64")):
         out = tmp_path / platform.replace("/", "-")

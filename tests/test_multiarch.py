@@ -11,9 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from registry_tools import Registry, skopeo, skopeo_copy
-from tools import layout_index_of, make_debian_python_layout, run_image, validate_layout
-from tools import podman as run_podman
+from harness.bases import make_debian_python_layout
+from harness.layout import layout_index_of
+from harness.proc import skopeo, skopeo_copy
+from harness.registry import Registry
+from harness.runtime import podman as run_podman
+from harness.runtime import run_image
+from harness.validate import validate_layout
 
 from ocibuild.spec import Digest, ImageIndex, ImageManifest, MediaType
 

@@ -12,7 +12,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from tools import make_debian_python_layout, run_image, validate_layout
+from harness.bases import make_debian_python_layout
+from harness.runtime import run_image
+from harness.validate import validate_layout
 
 REPO = Path(__file__).resolve().parents[1]
 APP = Path(__file__).parent / "data" / "sklearn-app"

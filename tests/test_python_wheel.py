@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tools import test_cache_dir
+from harness.bases import test_cache_dir
 
 from ocibuild.errors import ConfigError, LayerError
 from ocibuild.layers import TarEntry, write_tar

@@ -1,4 +1,5 @@
-"""Self-checks of the registry test infrastructure (tests/registry_tools.py) with skopeo as the client.
+"""Self-checks of the registry test harness (tests/harness: registry, tokens, proxy, credentials, pki) with
+skopeo as the client.
 
 If these fail, every registry test's verdict is meaningless: real distribution registries (plain, TLS +
 basic auth, TLS + bearer tokens), the request log, the token server, the fault proxy and the credential
@@ -18,20 +19,12 @@ from typing import Any
 import pytest
 import requests
 from cryptography import x509
-from registry_tools import (
-    PKI,
-    FaultProxy,
-    Registry,
-    RegistryFactory,
-    TokenServer,
-    containers_auth,
-    credential_helper,
-    credential_helper_calls,
-    docker_config,
-    skopeo,
-    skopeo_copy,
-    skopeo_inspect_json,
-)
+from harness.credentials import containers_auth, credential_helper, credential_helper_calls, docker_config
+from harness.pki import PKI
+from harness.proc import skopeo, skopeo_copy, skopeo_inspect
+from harness.proxy import FaultProxy
+from harness.registry import Registry, RegistryFactory
+from harness.tokens import TokenServer
 
 UPLOAD_POST = r"^/v2/test/bb/blobs/uploads/$"          # new upload session (no mount)
 UPLOAD_PUT = r"^/v2/test/bb/blobs/uploads/[^?]+\?.*\bdigest="  # upload completed
@@ -89,7 +82,7 @@ def test_plain_push_inspect_and_request_log(registry_factory: RegistryFactory, b
     assert reg.count("PUT", r"^/v2/test/bb/manifests/1$", since=m) == 1
     assert all(r["status"] < 400 or r["method"] == "HEAD" for r in reg.requests_since(m))
 
-    info = skopeo_inspect_json(reg.ref("test/bb:1"), *reg.skopeo_args())
+    info = skopeo_inspect(reg.ref("test/bb:1"), *reg.skopeo_args())
     assert info["Digest"] == digest
     assert info["Layers"] == [layer["digest"] for layer in manifest["layers"]]
 
@@ -110,7 +103,7 @@ def test_tls_basic_push_inspect_and_refusals(tls_registry: Registry, busybox_lay
     digest, _ = _layout_blobs(busybox_layout)
     assert reg.scheme == "https" and reg.url.startswith("https://127.0.0.1:")
     _push(reg, busybox_layout, "test/bb:1")
-    assert skopeo_inspect_json(reg.ref("test/bb:1"), *reg.skopeo_args())["Digest"] == digest
+    assert skopeo_inspect(reg.ref("test/bb:1"), *reg.skopeo_args())["Digest"] == digest
 
     m = reg.mark()
     anon = skopeo("copy", *reg.skopeo_args("dest", creds=False), f"oci:{busybox_layout}:busybox",
@@ -135,7 +128,7 @@ def test_token_push_scopes_and_anonymous_pull(token_registry: tuple[Registry, To
     digest, _ = _layout_blobs(busybox_layout)
     tm = ts.mark()
     _push(reg, busybox_layout, "test/bb:1")
-    assert skopeo_inspect_json(reg.ref("test/bb:1"), *reg.skopeo_args())["Digest"] == digest
+    assert skopeo_inspect(reg.ref("test/bb:1"), *reg.skopeo_args())["Digest"] == digest
     reqs = ts.requests_since(tm)
     push_scopes = [s for r in reqs for s in r["scopes"]
                    if re.fullmatch(r"repository:test/bb:(push,pull|pull,push)", s)]
@@ -145,7 +138,7 @@ def test_token_push_scopes_and_anonymous_pull(token_registry: tuple[Registry, To
 
     # anonymous: pull allowed (token with pull only), push refused
     tm = ts.mark()
-    anon_info = skopeo_inspect_json(reg.ref("test/bb:1"), *reg.skopeo_args(creds=False))
+    anon_info = skopeo_inspect(reg.ref("test/bb:1"), *reg.skopeo_args(creds=False))
     assert anon_info["Digest"] == digest
     assert any(r["user"] is None and r["granted"][0]["actions"] == ["pull"] for r in ts.requests_since(tm))
     anon = skopeo("copy", *reg.skopeo_args("dest", creds=False), f"oci:{busybox_layout}:busybox",
@@ -216,7 +209,7 @@ def test_kill_restart_keeps_data(registry_factory: RegistryFactory, busybox_layo
         _http().get(f"{reg.url}/v2/", timeout=2)
     reg.restart()
     assert reg.running and reg.pid != old_pid
-    assert skopeo_inspect_json(reg.ref("test/bb:1"), *reg.skopeo_args())["Digest"] == digest
+    assert skopeo_inspect(reg.ref("test/bb:1"), *reg.skopeo_args())["Digest"] == digest
     assert reg.count("GET", r"^/v2/test/bb/manifests/1$", since=m) >= 1  # log continues across restarts
     assert reg.blob_path(digest).is_file()
 

@@ -1,0 +1,123 @@
+"""OCI media types and small helpers to read and write OCI image layouts by hand (hashlib + json)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REF_NAME = "org.opencontainers.image.ref.name"
+MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MT_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+MT_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MT_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MT_OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MT_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+MT_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+
+def json_bytes(obj: Any) -> bytes:
+    """Compact, key-sorted JSON."""
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def write_blob(layout: Path, data: bytes) -> dict[str, Any]:
+    """Store bytes as a sha256 blob; return {'digest', 'size'}."""
+    hexd = hashlib.sha256(data).hexdigest()
+    d = layout / "blobs" / "sha256"
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / hexd
+    if not p.exists():
+        tmp = d / f".tmp-{uuid.uuid4().hex}"
+        tmp.write_bytes(data)
+        tmp.replace(p)
+    return {"digest": f"sha256:{hexd}", "size": len(data)}
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def set_tag(layout: Path, desc: dict[str, Any], tag: str) -> None:
+    """Point ``tag`` at descriptor ``desc`` in layout/index.json (create it if missing), keep other tags."""
+    layout.mkdir(parents=True, exist_ok=True)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    ip = layout / "index.json"
+    if ip.is_file():
+        index = json.loads(ip.read_text())
+    else:
+        index = {"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": []}
+    manifests = [m for m in index.get("manifests", [])
+                 if (m.get("annotations") or {}).get(REF_NAME) != tag]
+    new = dict(desc)
+    new["annotations"] = {**(desc.get("annotations") or {}), REF_NAME: tag}
+    manifests.append(new)
+    index["manifests"] = manifests
+    tmp = layout / f".index.json.tmp-{uuid.uuid4().hex}"
+    tmp.write_bytes(json_bytes(index))
+    tmp.replace(ip)
+
+
+def tag_descriptor(layout: Path, tag: str) -> dict[str, Any]:
+    """The index.json entry of ``tag``; AssertionError if there is none."""
+    index = json.loads((layout / "index.json").read_text())
+    for m in index.get("manifests", []):
+        if (m.get("annotations") or {}).get(REF_NAME) == tag:
+            return dict(m)
+    raise AssertionError(f"tag {tag!r} not found in {layout}/index.json")
+
+
+def read_blob(layout: Path, digest: str) -> bytes:
+    alg, _, hexd = digest.partition(":")
+    return (layout / "blobs" / alg / hexd).read_bytes()
+
+
+def copy_blobs(src: Path, dest: Path) -> None:
+    """Copy every blob of layout ``src`` that layout ``dest`` does not have yet."""
+    for f in (src / "blobs").rglob("*"):
+        if f.is_file():
+            tgt = dest / f.relative_to(src)
+            if not tgt.exists():
+                tgt.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, tgt)
+
+
+def image_config(layout: Path, tag: str) -> dict[str, Any]:
+    """Config JSON of a single-manifest tag (not an index)."""
+    desc = tag_descriptor(layout, tag)
+    if desc.get("mediaType") not in (MT_OCI_MANIFEST, MT_DOCKER_MANIFEST):
+        raise AssertionError(f"{layout}:{tag} is a {desc.get('mediaType')}, not a single manifest")
+    manifest = json.loads(read_blob(layout, desc["digest"]))
+    cfg: dict[str, Any] = json.loads(read_blob(layout, manifest["config"]["digest"]))
+    return cfg
+
+
+def layout_index_of(dest: Path, tag: str, images: Sequence[tuple[Path, str]]) -> Path:
+    """Join single-platform images (layout, tag) into one OCI image index tagged ``tag`` in ``dest``,
+    with each entry's platform read from its config. Blobs are copied. Returns ``dest``."""
+    entries = []
+    for layout, image_tag in images:
+        desc = tag_descriptor(layout, image_tag)
+        manifest = json.loads(read_blob(layout, desc["digest"]))
+        config = json.loads(read_blob(layout, manifest["config"]["digest"]))
+        copy_blobs(layout, dest)
+        platform = {"architecture": config["architecture"], "os": config["os"]}
+        if config.get("variant"):
+            platform["variant"] = config["variant"]
+        entries.append({"mediaType": desc["mediaType"], "digest": desc["digest"], "size": desc["size"],
+                        "platform": platform})
+    index = write_blob(dest, json_bytes({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": entries}))
+    set_tag(dest, {"mediaType": MT_OCI_INDEX, **index}, tag)
+    return dest
