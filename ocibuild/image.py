@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 
 from .errors import SourceError
-from .spec import Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, MediaType, Platform
+from .spec import Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, MediaType
 
 if TYPE_CHECKING:
     from .spec import Reference
@@ -136,11 +136,6 @@ class Index(Protocol):
 
 Artifact = Image | Index
 """What a build produces and a sink writes."""
-
-
-def is_index(artifact: Artifact) -> bool:
-    """True for an ``Index`` (anything with ``index_bytes``), False for an ``Image``."""
-    return hasattr(artifact, "index_bytes")
 
 
 def images_of(artifact: Artifact) -> tuple[Image, ...]:
@@ -332,10 +327,6 @@ class MemoryIndex:
     @property
     def digest(self) -> Digest:
         return Digest.of(self.index_bytes)
-
-    @property
-    def platforms(self) -> tuple[Platform, ...]:
-        return tuple(img.config.platform for img in self.images)
 
     def descriptor(self, annotations: Mapping[str, str] | None = None) -> Descriptor:
         return Descriptor(media_type=MediaType.OCI_INDEX, digest=self.digest, size=len(self.index_bytes),

@@ -1,7 +1,7 @@
 """Deterministic layer builders: tar writer, compression, file trees -> layers."""
 
 from .builder import BuiltLayer, build_layer, input_key, keyed_layer
-from .compress import Compression, decompressor
+from .compress import Compression, open_decompressed
 from .ignore import DEFAULT_EXCLUDES, IgnoreRules, load_rules
 from .tarwriter import TarEntry, TarOptions, write_tar
 from .tree import collect
@@ -15,9 +15,9 @@ __all__ = [
     "TarOptions",
     "build_layer",
     "collect",
-    "decompressor",
     "input_key",
     "keyed_layer",
     "load_rules",
+    "open_decompressed",
     "write_tar",
 ]

@@ -27,10 +27,6 @@ class Compressor(Protocol):
     def flush(self) -> bytes: ...
 
 
-class Decompressor(Protocol):
-    def decompress(self, data: bytes) -> bytes: ...
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Compression:
     """How layers are compressed: ``gzip`` (default, read by every runtime), ``zstd`` or ``none``.
@@ -83,9 +79,6 @@ class _Identity:
     def flush(self) -> bytes:
         return b""
 
-    def decompress(self, data: bytes) -> bytes:
-        return data
-
 
 class _Gzip:
     def __init__(self, level: int) -> None:
@@ -126,19 +119,6 @@ class _Zstd:
     def flush(self) -> bytes:
         out: bytes = self._obj.flush()
         return out
-
-
-def decompressor(algorithm: str | None) -> Decompressor:
-    """A streaming decompressor for ``gzip``, ``zstd`` or ``None`` (identity)."""
-    if algorithm == "gzip":
-        from zlib_ng import zlib_ng
-
-        return zlib_ng.decompressobj(47)
-    if algorithm == "zstd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
-    return _Identity()
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
