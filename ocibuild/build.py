@@ -19,11 +19,11 @@ from .layers import TarEntry, TarOptions, build_layer, collect
 from .layers.policy import compression_for, split
 from .plan import BuildPlan, FileEntry, LayerSpec
 from .sinks import Sink, sink_for
-from .sources import base_platforms, resolve_base
+from .sources import base_platforms, host_platform, resolve_base
 from .spec import Descriptor, Platform
 from .spec.annotations import BASE_DIGEST, BASE_NAME, CREATED, rfc3339
 from .store import ContentStore
-from .transports import DebianBase, DockerArchive, OciArchive, OciLayout, Registry, Scratch
+from .transports import DebianBase, DockerArchive, Location, OciArchive, OciLayout, Registry, Scratch
 
 if TYPE_CHECKING:
     import requests
@@ -189,7 +189,7 @@ class _Built:
     python: dict[str, Any] | None
 
 
-def _python_layers(plan: BuildPlan, base: Image, store: ContentStore, on_event: EventHandler,
+def _python_layers(plan: BuildPlan, location: Location, base: Image, store: ContentStore, on_event: EventHandler,
                    session: requests.Session | None, created: str) -> tuple[list[mutate.Addendum],
                                                                           list[LayerReport], dict[str, str],
                                                                           dict[str, Any]]:
@@ -197,7 +197,8 @@ def _python_layers(plan: BuildPlan, base: Image, store: ContentStore, on_event: 
 
     assert plan.python is not None
     deps = dependency_layers(plan.python, base, store, plan.project_dir.absolute(), compression=plan.compression,
-                             note=lambda text: on_event(Note(text=text)), session=session)
+                             note=lambda text: on_event(Note(text=text)), session=session,
+                             compiler_base=_compiler_base(plan, location, base, store))
     addenda, reports = [], []
     for d in deps.layers:
         layer = store_layer(store, d.built.descriptor, d.built.diff_id)
@@ -215,6 +216,19 @@ def _python_layers(plan: BuildPlan, base: Image, store: ContentStore, on_event: 
     return addenda, reports, env, info
 
 
+def _compiler_base(plan: BuildPlan, location: Location, base: Image, store: ContentStore) -> Image | None:
+    """For a Debian base of another CPU: the same base for this machine's CPU, whose interpreter (the
+    same Python package) compiles the ``.pyc`` (they do not depend on the CPU)."""
+    if plan.python is None or not plan.python.bytecode or not isinstance(location, DebianBase):
+        return None
+    host = host_platform()
+    if base.config.platform.architecture == host.architecture:
+        return None
+    from .sources.debian import load_debian
+
+    return load_debian(location, store, host, any_arch=True)
+
+
 def _build_one(plan: BuildPlan, store: ContentStore, platform: Platform | None, client: RegistryClient | None,
                on_event: EventHandler, file_layers: list[_FileLayer], session: requests.Session | None) -> _Built:
     location = plan.base_for(platform)
@@ -228,7 +242,7 @@ def _build_one(plan: BuildPlan, store: ContentStore, platform: Platform | None, 
     settings = plan.settings
     python_info: dict[str, Any] | None = None
     if plan.python is not None:
-        addenda, reports, env, python_info = _python_layers(plan, base, store, on_event, session, created)
+        addenda, reports, env, python_info = _python_layers(plan, location, base, store, on_event, session, created)
         settings = replace(settings, env={**env, **settings.env})
     for fl in file_layers:
         what = _describe(fl.spec, plan.project_dir) + (f" ({fl.label.split(':', 1)[1]})" if ":" in fl.label else "")

@@ -18,14 +18,17 @@ def debian_platforms(location: DebianBase) -> tuple[Platform, ...]:
     return tuple(platform_for(a) for a in location.architectures)
 
 
-def load_debian(location: DebianBase, store: ContentStore, platform: Platform | None) -> Image:
+def load_debian(location: DebianBase, store: ContentStore, platform: Platform | None, *,
+                any_arch: bool = False) -> Image:
     """Build (or take from the cache) the Debian base for ``platform`` (default: the host's).
 
     Without an explicit lock file the lock lives in the cache, keyed by the package set, so the
-    implicit default base is resolved once and then reused byte for byte."""
+    implicit default base is resolved once and then reused byte for byte. ``any_arch`` builds it
+    for a platform outside the base's ``architectures`` too (the twin whose interpreter compiles
+    ``.pyc`` for another CPU)."""
     offered = debian_platforms(location)
     wanted = host_platform() if platform is None or platform is ANY_PLATFORM else platform
-    if not any(p.matches(wanted) for p in offered):
+    if not any_arch and not any(p.matches(wanted) for p in offered):
         have = ", ".join(map(str, offered))
         raise ImageNotFound(f"the Debian base is configured for {have}, not {wanted}; add its architecture "
                             f"({debian_arch(wanted)}) to 'architectures' or choose one of those with --platform")
