@@ -121,3 +121,24 @@ def layout_index_of(dest: Path, tag: str, images: Sequence[tuple[Path, str]]) ->
     index = write_blob(dest, json_bytes({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": entries}))
     set_tag(dest, {"mediaType": MT_OCI_INDEX, **index}, tag)
     return dest
+
+
+def image_layers(layout: Path, tag: str, *, arch: str | None = None) -> list[tuple[str, Path]]:
+    """``(history line, blob path)`` of each layer of the image under ``tag`` (for an index: the entry
+    of ``arch``), bottom first. A history line is ``created_by`` (+ `` | comment``)."""
+    desc = tag_descriptor(layout, tag)
+    manifest = json.loads(read_blob(layout, desc["digest"]))
+    if "manifests" in manifest:
+        entries = [m for m in manifest["manifests"] if arch is None or m.get("platform", {}).get("architecture") == arch]
+        if len(entries) != 1:
+            raise AssertionError(f"{layout}:{tag}: {len(entries)} index entries for architecture {arch!r}")
+        manifest = json.loads(read_blob(layout, entries[0]["digest"]))
+    config = json.loads(read_blob(layout, manifest["config"]["digest"]))
+    history = [h for h in config.get("history", []) if not h.get("empty_layer")]
+    out = []
+    for i, layer in enumerate(manifest["layers"]):
+        h = history[i] if i < len(history) else {}
+        title = h.get("created_by", f"layer {i}") + (f" | {h['comment']}" if h.get("comment") else "")
+        alg, _, hexd = layer["digest"].partition(":")
+        out.append((f"{i}: {title}", layout / "blobs" / alg / hexd))
+    return out
