@@ -136,6 +136,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="a wheelhouse folder or page to take wheels from (repeatable)")
     py.add_argument("--index-url", metavar="URL", help="package index (default: PyPI, or UV_/PIP_INDEX_URL)")
     py.add_argument("--no-index", action="store_true", help="use only --find-links (air-gapped builds)")
+    py.add_argument("--package", metavar="NAME",
+                    help="the uv workspace member to install, with its dependencies from uv.lock")
     b.add_argument("--config", type=Path, help="build file (default: PROJECT/ocibuild.toml or pyproject.toml)")
     b.add_argument("--plan", type=Path, metavar="FILE",
                    help="build from a JSON build plan (as --print-plan writes it) instead of the build file")
@@ -167,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
     deb = base_sub.add_parser("debian", help="a base assembled from Debian packages (no registry, no root)",
                               description="Resolve, verify and unpack Debian packages into a base image: "
                                           "no maintainer script runs, nothing is emulated.")
-    deb.add_argument("--suite", default="bookworm", help="Debian suite (default: bookworm)")
+    deb.add_argument("--suite", default="trixie", help="Debian suite (default: trixie, Python 3.13; bookworm has 3.11)")
     deb.add_argument("--packages", default=",".join(DEFAULT_DEBIAN_PACKAGES),
                      help=f"comma-separated packages (default: {','.join(DEFAULT_DEBIAN_PACKAGES)})")
     deb.add_argument("--platform", help="comma-separated platforms (default: the host's), e.g. linux/amd64,linux/arm64")
@@ -180,6 +182,8 @@ def _parser() -> argparse.ArgumentParser:
     deb.add_argument("--update", action="store_true", help="resolve again and rewrite the lock file")
     deb.add_argument("--allow-unsigned", action="store_true", help="accept a release without a valid signature")
     deb.add_argument("--security", action="store_true", help="also take packages from SUITE-security")
+    deb.add_argument("--no-bytecode", action="store_true",
+                     help="leave out the .pyc of the Python standard library (default: compiled, reproducibly)")
     deb.add_argument("--compression", help="gzip (default), zstd or none")
     _store_and_registry_options(deb, "registry credentials for a docker:// output")
     deb.add_argument("--quiet", "-q", action="store_true", help="print only the digest")
@@ -249,7 +253,7 @@ def _load_build_plan(args: argparse.Namespace) -> BuildPlan:
         annotations=tuple(args.annotation), ports=tuple(args.port), layers=tuple(args.layer),
         compression=args.compression, requirements=args.requirements, python=args.python,
         python_version=args.python_version, find_links=tuple(args.find_links), index_url=args.index_url,
-        no_index=args.no_index,
+        no_index=args.no_index, package=args.package,
     )
     return load_plan(Path(args.project), overrides=overrides, config_file=args.config)
 
@@ -341,7 +345,7 @@ def _cmd_base(args: argparse.Namespace) -> int:
     if not packages:
         raise ConfigError("--packages: name at least one package, e.g. python3")
     spec = DebianSpec(suite=args.suite, packages=packages, mirror=args.mirror, deb_dir=args.deb_dir,
-                      allow_unsigned=args.allow_unsigned, security=args.security)
+                      allow_unsigned=args.allow_unsigned, security=args.security, bytecode=not args.no_bytecode)
     started = time.monotonic()
     images = build_base(spec, platforms, _store(args), lock_path=args.lock, update=args.update,
                         compression=compression)
@@ -401,7 +405,8 @@ def _cmd_login(args: argparse.Namespace) -> int:
 # build-file keys whose library errors a command-line flag can also fix
 KEY_FLAGS = {"python.interpreter": "--python", "python.python_version": "--python-version",
              "python.requirements": "--requirements", "python.index_url": "--index-url",
-             "python.find_links": "--find-links", "python.no_index": "--no-index"}
+             "python.find_links": "--find-links", "python.no_index": "--no-index",
+             "python.package": "--package"}
 
 
 def _with_flags(message: str) -> str:

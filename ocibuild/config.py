@@ -8,7 +8,7 @@ import json
 import shlex
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ class Overrides:
     find_links: tuple[str, ...] = ()
     index_url: str | None = None
     no_index: bool = False
+    package: str | None = None
 
 
 def _unknown(keys: Sequence[str], valid: Sequence[str], where: str) -> None:
@@ -207,7 +208,7 @@ def _str_list(value: Any, key: str, where: str) -> tuple[str, ...]:
 
 DEFAULT_DEBIAN_PACKAGES = ("python3", "ca-certificates", "libstdc++6", "libgomp1")
 DEBIAN_KEYS = ("suite", "packages", "mirror", "deb_dir", "components", "allow_unsigned", "lock", "architectures",
-               "security")
+               "security", "bytecode")
 
 
 def _debian_base(table: dict[str, Any], project: Path, where: str) -> DebianBase:
@@ -217,7 +218,7 @@ def _debian_base(table: dict[str, Any], project: Path, where: str) -> DebianBase
         raise ConfigError(f"{at}: a Debian base table holds only 'debian' (found {', '.join(sorted(table))})")
     t = table["debian"]
     if not isinstance(t, dict):
-        raise ConfigError(f'{at} must be a table, e.g. [base.debian] suite = "bookworm" packages = ["python3"]')
+        raise ConfigError(f'{at} must be a table, e.g. [base.debian] suite = "trixie" packages = ["python3"]')
     _unknown(list(t), DEBIAN_KEYS, at)
     from .debian.spec import platform_for
 
@@ -232,7 +233,7 @@ def _debian_base(table: dict[str, Any], project: Path, where: str) -> DebianBase
         kwargs["mirror"] = _str(t["mirror"], "mirror", at)
     if "deb_dir" in t:
         kwargs["deb_dir"] = project / _str(t["deb_dir"], "deb_dir", at)
-    for flag in ("allow_unsigned", "security"):
+    for flag in ("allow_unsigned", "security", "bytecode"):
         if flag in t:
             if not isinstance(t[flag], bool):
                 raise ConfigError(f"{at}: {flag} must be true or false")
@@ -249,10 +250,29 @@ def _debian_base(table: dict[str, Any], project: Path, where: str) -> DebianBase
     return DebianBase(spec=DebianSpec(**kwargs), lock=lock, architectures=arches)
 
 
+def _workspace_lock(package: str, requirements: Path | None, lock: Path | None, project: Path, at: str) -> Path:
+    """The uv.lock a workspace member ``package`` is installed from (default: the project's), checked
+    to name a member of that workspace."""
+    from .python.workspace import check_member
+
+    if requirements is not None:
+        raise ConfigError(f"{at}: package {package!r} takes its dependencies from the workspace's uv.lock; "
+                          "drop 'requirements' (or drop 'package')")
+    lock = lock or project / "uv.lock"
+    if lock.name != "uv.lock":
+        raise ConfigError(f"{at}: package {package!r} picks a member of a uv workspace, which needs lock = "
+                          f"\"uv.lock\" (not {lock.name})")
+    if not lock.is_file():
+        raise ConfigError(f"{at}: package {package!r} needs the workspace's lock file {lock}, which does not "
+                          f"exist; run 'uv lock' in {lock.parent}")
+    check_member(lock.parent, package)
+    return lock
+
+
 def _python_spec(data: Any, overrides: Overrides, project: Path, where: str) -> PythonSpec | None:
     """The ``python`` table (plus --requirements / --python... flags), or None if neither is given."""
     cli = any((overrides.requirements, overrides.python, overrides.python_version, overrides.find_links,
-               overrides.index_url, overrides.no_index))
+               overrides.index_url, overrides.no_index, overrides.package))
     if data is None and not cli:
         return None
     table = data if data is not None else {}
@@ -269,17 +289,17 @@ def _python_spec(data: Any, overrides: Overrides, project: Path, where: str) -> 
     requirements, lock = path("requirements", overrides.requirements), path("lock")
     if requirements is not None and lock is not None:
         raise ConfigError(f"{at}: give either 'requirements' or 'lock', not both")
-    has_project = False
-    pyproject = project / "pyproject.toml"
-    if pyproject.is_file():
-        try:
-            has_project = "project" in tomllib.loads(pyproject.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{pyproject}: invalid TOML: {exc}") from None
-    install_project = table.get("project", has_project)
+    from .python.workspace import is_package, read_pyproject
+
+    package = overrides.package or (_str(table["package"], "package", at) if "package" in table else None)
+    if package is not None:
+        lock = _workspace_lock(package, requirements, lock, project, at)
+    # a workspace member is installed; else uv's rule: a [project] with a build backend is a package
+    installs = package is not None or is_package(read_pyproject(project / "pyproject.toml"))
+    install_project = table.get("project", installs)
     if not isinstance(install_project, bool):
         raise ConfigError(f"{at}: project must be true or false")
-    bytecode = table.get("bytecode", False)
+    bytecode = table.get("bytecode", True)
     if not isinstance(bytecode, bool):
         raise ConfigError(f"{at}: bytecode must be true or false")
     max_layers = table.get("max_layers", 20)
@@ -305,7 +325,7 @@ def _python_spec(data: Any, overrides: Overrides, project: Path, where: str) -> 
     venv = opt.pop("venv", "/opt/venv")
     if not venv.startswith("/"):
         raise ConfigError(f"{at}: venv {venv!r} must be an absolute path in the image")
-    return PythonSpec(requirements=requirements, lock=lock, project=install_project, venv=venv,
+    return PythonSpec(requirements=requirements, lock=lock, project=install_project, package=package, venv=venv,
                       interpreter=opt.get("interpreter"), python_version=opt.get("python_version"),
                       libc=opt.get("libc"), libc_version=opt.get("libc_version"), index_url=opt.get("index_url", ""),
                       extra_index_urls=_str_list(table.get("extra_index_urls", []), "extra_index_urls", at),
@@ -360,6 +380,10 @@ def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), co
         platforms = [Platform.parse(k) for k in base_by_platform]
 
     python = _python_spec(data.get("python"), overrides, project, where)
+    if python is not None and not python.bytecode and base_text == "scratch" and debian is not None \
+            and data.get("base") is None and overrides.base is None:
+        debian = replace(debian, spec=replace(debian.spec, bytecode=False))  # the default base follows [python]
+        base = debian
     default_layer = python is None or not python.project  # an installed project needs no copy of its folder
     if overrides.layers:
         layers = [_cli_layer(x, Path.cwd()) for x in overrides.layers]

@@ -80,13 +80,15 @@ class PythonSpec:
 
     Exactly one input is used: ``requirements`` (requirements.txt, pinned or not), ``lock`` (uv.lock or
     pylock.toml), or, with neither, the project's own ``[project].dependencies``. ``project`` also
-    installs the project itself (built as a wheel on the host) in the last layer. The target
+    installs the project itself (built as a wheel on the host) in the last layer; ``package`` names
+    the member of a uv workspace to install (with its uv.lock dependencies). The target
     interpreter, its version and the C library are read from the base image unless given here.
     """
 
     requirements: Path | None = None
     lock: Path | None = None
     project: bool = False
+    package: str | None = None
     venv: str = "/opt/venv"
     interpreter: str | None = None
     python_version: str | None = None
@@ -98,7 +100,7 @@ class PythonSpec:
     no_index: bool | None = None
     max_layers: int = 20
     big_wheel_mb: float = 8.0
-    bytecode: bool = False
+    bytecode: bool = True
 
 
 Platforms = tuple[Platform, ...] | Literal["all"]

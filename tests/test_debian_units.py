@@ -337,6 +337,18 @@ def test_deb_unpacking(tmp_path: Path, compression: str) -> None:
     assert merge_usr_path("libexec/x") == "libexec/x"
 
 
+def test_merged_usr_links_shipped_by_a_package_stay_in_place(tmp_path: Path) -> None:
+    """trixie's base-files ships ``bin -> usr/bin`` and friends: moving them under /usr would make
+    ``usr/bin -> bin``, a loop that leaves the image unable to start anything."""
+    deb = make_deb(tmp_path, "base-files", "13.8", files={"usr/bin/true": b"ELF"},
+                   links={"bin": "usr/bin", "lib64": "usr/lib64", "sbin": "/usr/sbin"})
+    entries = {e.path: e for e in data_entries(read_members(deb))}
+    assert entries["bin"].kind == "symlink" and entries["bin"].linkname == "usr/bin"
+    assert entries["lib64"].linkname == "usr/lib64" and entries["sbin"].linkname == "/usr/sbin"
+    assert "usr/bin" not in entries or entries["usr/bin"].kind == "dir"
+    assert "usr/lib64" not in entries and entries["usr/bin/true"].data == b"ELF"
+
+
 def test_ca_bundle_like_update_ca_certificates() -> None:
     entries = [TarEntry.file("usr/share/ca-certificates/mozilla/B_(x),y.crt", b"B"),
                TarEntry.file("usr/share/ca-certificates/mozilla/A.crt", b"A\n"),

@@ -192,6 +192,24 @@ def test_official_python_like_base(store: ContentStore) -> None:
     assert (target.libc, target.libc_version) == ("glibc", "2.36")
     assert target.tags()[0] == Tag("cp312", "cp312", "manylinux_2_36_x86_64")
 
+def test_unversioned_interpreter_takes_the_version_of_its_standard_library(store: ContentStore) -> None:
+    """A lone ``/usr/local/bin/python3`` (no ``python3.X`` name, no dpkg record, no PYTHON_VERSION): its
+    version is that of ``/usr/local/lib/python3.X``, where CPython finds its own standard library; the
+    system's ``/usr/lib/python3.11`` (another prefix) does not count."""
+    python = [f("usr/local/bin/python3"), f("usr/local/lib/python3.13/os.py", b"# os"),
+              d("usr/local/lib/python3.13/site-packages"), f("usr/local/lib/python3.12/site-packages/x.py")]
+    lower = [m for m in debian_members() if "python3" not in m[1] and m[1] != "var/lib/dpkg/status"]
+    lower.append(f("var/lib/dpkg/status", DPKG_STATUS.split("\n\n")[0] + "\n"))  # libc6 only
+    target = detect_target(make_image(store, [lower + [f("usr/lib/python3.11/os.py")], python]))
+    assert (target.interpreter, target.version, target.full_version) == ("/usr/local/bin/python3", "3.13", "")
+    assert target.tags()[0] == Tag("cp313", "cp313", "manylinux_2_36_x86_64")
+    two = [*python, f("usr/local/lib/python3.12/os.py")]  # two standard libraries: cannot tell
+    with pytest.raises(ConfigError, match=r"cannot tell which Python version /usr/local/bin/python3"):
+        detect_target(make_image(store, [lower, two]))
+    given = detect_target(make_image(store, [lower, python]), interpreter="/usr/local/bin/python3")
+    assert given.version == "3.13"
+
+
 
 def test_python_version_env_picks_among_several_interpreters(store: ContentStore) -> None:
     layer = [f("usr/bin/python3.13"), f("usr/local/bin/python3.11"), ln("usr/local/bin/python3", "python3.11"),

@@ -3,7 +3,7 @@
     from ocibuild.debian import DebianSpec, build_base, platform_for
     from ocibuild import ContentStore
 
-    spec = DebianSpec(suite="bookworm", packages=("python3", "ca-certificates"))
+    spec = DebianSpec(suite="trixie", packages=("python3", "ca-certificates"))   # Python 3.13
     images = build_base(spec, [platform_for("amd64"), platform_for("arm64")], ContentStore.default(),
                         lock_path=Path("debian.lock"), mtime=0)
     # images[i] is a single-platform Image (its layers in the store): publish it with

@@ -4,6 +4,7 @@ so that unrelated updates touch unrelated layers, a generated-files layer, and t
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,16 @@ from ..image import MemoryImage, store_layer
 from ..layers.builder import BuiltLayer, keyed_layer
 from ..layers.compress import Compression
 from ..layers.tarwriter import TarEntry, TarOptions
+from ..python.bytecode import (
+    BYTECODE_VERSION,
+    Compiler,
+    add_bytecode,
+    cached_root,
+    host_compiler,
+    materialize,
+    rootfs_compiler,
+    tar_root_entries,
+)
 from ..spec import ContainerConfig, History, ImageConfig, Platform, canonical_json
 from ..spec.annotations import DEFAULT_PATH, rfc3339
 from ..store import ContentStore
@@ -108,7 +119,8 @@ class _Unpacker:
         return out
 
 
-def _package_layer(unpacker: _Unpacker, packages: tuple[LockedPackage, ...]) -> Callable[[], list[TarEntry]]:
+def _package_layer(unpacker: _Unpacker, packages: tuple[LockedPackage, ...],
+                   bytecode: _Bytecode | None = None) -> Callable[[], list[TarEntry]]:
     def make() -> list[TarEntry]:
         entries: list[TarEntry] = []
         for name, (files, control) in unpacker.entries(packages).items():
@@ -116,8 +128,84 @@ def _package_layer(unpacker: _Unpacker, packages: tuple[LockedPackage, ...]) -> 
             entries += rootfs.status_records(name, control)
             if name == "libc6":
                 _check_loader(unpacker.lock.arch, files, unpacker.spec.merged_usr)
-        return _dedupe(entries)
+        entries = _dedupe(entries)
+        if bytecode is not None:
+            entries = add_bytecode(entries, bytecode.compiler(), select=lambda path: bool(_STDLIB.match(path)))
+        return entries
     return make
+
+
+_STDLIB = re.compile(r"usr/lib/python3(?:\.\d+)?/")
+_MINIMAL = re.compile(r"python(3\.\d+)-minimal")
+
+
+def _python_minor(lock: DebianLock) -> str | None:
+    """The ``3.X`` of the lock's interpreter package (``python3.X-minimal``), if any."""
+    return next((m.group(1) for p in lock.packages if (m := _MINIMAL.fullmatch(p.name))), None)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Bytecode:
+    """Who compiles the standard library of a Python runtime layer: the ``python3.X`` of ``lock``
+    (the image's own, or its twin for this machine's CPU), unpacked from its core and Python
+    packages, or else this machine's Python of the same version."""
+
+    identity: str
+    version: str
+    store: ContentStore
+    unpacker: _Unpacker | None
+
+    def compiler(self) -> Compiler:
+        found = None
+        if self.unpacker is not None:
+            packages = tuple(p for p in self.unpacker.lock.packages if group_of(p.name) in ("core", "python"))
+            unpacker = self.unpacker
+
+            def fill(work: Path) -> None:
+                spec = unpacker.spec
+                materialize(tar_root_entries(rootfs.skeleton(unpacker.lock.arch, merged_usr=spec.merged_usr)), work)
+                for files, _control in unpacker.entries(packages).values():
+                    materialize(tar_root_entries(files), work)
+
+            root = cached_root(self.store.root / "rootfs", self.identity, fill)
+            found = rootfs_compiler(root, f"/usr/bin/python{self.version}", identity=self.identity,
+                                    version=self.version)
+        found = found or host_compiler(self.version)
+        if found is None:
+            raise LayerError(f"cannot run Python {self.version} of the Debian base to compile its standard library; "
+                             "set bytecode = false in [base.debian]")
+        return found
+
+
+def _bytecode(spec: DebianSpec, lock: DebianLock, store: ContentStore,
+              twin: DebianLock | None) -> _Bytecode | None:
+    """The compiler plan for ``lock``'s Python layer, or None (no Python, bytecode off, or no
+    interpreter of the same version can run here)."""
+    version = _python_minor(lock)
+    if not spec.bytecode or version is None:
+        return None
+    runnable = lock if lock.arch == _host_arch() else twin
+    if runnable is not None and _python_minor(runnable) == version and \
+            _package_version(runnable, version) == _package_version(lock, version):
+        identity = _key("bytecode", runnable.arch, [(p.name, p.sha256) for p in runnable.packages
+                                                    if group_of(p.name) in ("core", "python")])
+        return _Bytecode(identity=identity, version=version, store=store,
+                         unpacker=_Unpacker(spec, runnable, store))
+    host = host_compiler(version)
+    if host is None:
+        return None
+    return _Bytecode(identity=host.identity, version=version, store=store, unpacker=None)
+
+
+def _package_version(lock: DebianLock, version: str) -> str:
+    found = lock.package(f"python{version}-minimal")
+    return found.version if found is not None else ""
+
+
+def _host_arch() -> str:
+    from ..sources.base import host_platform
+
+    return debian_arch(host_platform())
 
 
 def _check_loader(arch: str, files: list[TarEntry], merged_usr: bool) -> None:
@@ -144,10 +232,13 @@ def _config_layer(unpacker: _Unpacker, lock: DebianLock) -> Callable[[], list[Ta
 
 
 def build_layers(spec: DebianSpec, lock: DebianLock, store: ContentStore, *, mtime: int = 0,
-                 compression: Compression = Compression()) -> list[BaseLayer]:
+                 compression: Compression = Compression(), twin: DebianLock | None = None) -> list[BaseLayer]:
     """Build (or take from the cache) every layer of the base described by ``lock``. Package layers
-    are keyed by their ``.deb`` sha256s, so an unchanged lock reads no ``.deb`` at all."""
+    are keyed by their ``.deb`` sha256s, so an unchanged lock reads no ``.deb`` at all. With
+    ``spec.bytecode`` the Python layer holds the standard library's ``.pyc``, compiled by its own
+    interpreter or, for another CPU, by that of ``twin`` (the same packages for this machine's CPU)."""
     unpacker = _Unpacker(spec, lock, store)
+    bytecode = _bytecode(spec, lock, store, twin)
     options = TarOptions(mtime=mtime)
     content = [spec.merged_usr, spec.slim, lock.arch]
     out: list[BaseLayer] = []
@@ -155,8 +246,10 @@ def build_layers(spec: DebianSpec, lock: DebianLock, store: ContentStore, *, mti
         packages = tuple(p for p in lock.packages if group_of(p.name) == group)
         if not packages:
             continue
-        key = _key(group, content, [(p.name, p.sha256) for p in packages])
-        built = keyed_layer(key, _package_layer(unpacker, packages), store, compression=compression,
+        compiles = bytecode if group == "python" else None
+        key = _key(group, content, [(p.name, p.sha256) for p in packages],
+                   *([BYTECODE_VERSION, compiles.identity] if compiles is not None else []))
+        built = keyed_layer(key, _package_layer(unpacker, packages, compiles), store, compression=compression,
                             options=options)
         out.append(BaseLayer(group=group, packages=packages, built=built))
     config_key = _key("config", content, spec.suite, lock.release, lock.codename,
@@ -200,7 +293,11 @@ def build_base(spec: DebianSpec, platforms: Sequence[Platform], store: ContentSt
     for platform in platforms:
         arch = debian_arch(platform)
         lock = resolve(spec, arch, store, lock=lock_path, update=update)
-        layers = build_layers(spec, lock, store, mtime=mtime, compression=compression)
+        twin = None
+        if spec.bytecode and arch != _host_arch() and _python_minor(lock) is not None:
+            # the interpreter that compiles the .pyc: the same packages for this machine's CPU (kept in the lock)
+            twin = resolve(spec, _host_arch(), store, lock=lock_path, update=update)
+        layers = build_layers(spec, lock, store, mtime=mtime, compression=compression, twin=twin)
         image = image_for(spec, lock, platform, layers, store, mtime=mtime)
         images.append(image)
     return images

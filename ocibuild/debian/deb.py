@@ -21,7 +21,8 @@ from ..layers.tarwriter import TarEntry, normalize_path
 from .control import parse_stanza
 
 AR_MAGIC = b"!<arch>\n"
-# Top-level folders that live under /usr in a merged-/usr system (bookworm packages still ship some).
+# Top-level folders that live under /usr in a merged-/usr system (bookworm packages still ship some;
+# trixie ships everything under /usr, and its base-files ships the top-level links themselves).
 MERGED_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32")
 
 
@@ -113,6 +114,12 @@ def _moved_symlink_target(old_path: str, new_path: str, target: str) -> str:
     return posixpath.relpath("/" + merge_usr_path(absolute), "/" + posixpath.dirname(new_path))
 
 
+def is_usr_link(path: str, target: str) -> bool:
+    """True for the merged-/usr link itself (``bin -> usr/bin``, as trixie's base-files ships it): it
+    stays where it is, since moving it under /usr would make ``usr/bin -> bin``, a loop."""
+    return path in MERGED_DIRS and posixpath.normpath(posixpath.join("/", target)) == f"/usr/{path}"
+
+
 PathFilter = Callable[[str], bool]
 
 
@@ -133,7 +140,8 @@ def data_entries(members: DebMembers, *, merged_usr: bool = True, keep: PathFilt
                     raise SourceError(f"{what}: unsafe path {m.name!r} in package data") from None
                 if not old:
                     continue
-                path = merge_usr_path(old) if merged_usr else old
+                usr_link = m.issym() and is_usr_link(old, m.linkname)
+                path = merge_usr_path(old) if merged_usr and not usr_link else old
                 mode = m.mode & 0o7777
                 if m.isdir():
                     entry = TarEntry.directory(path, mode)
@@ -142,7 +150,7 @@ def data_entries(members: DebMembers, *, merged_usr: bool = True, keep: PathFilt
                     data = f.read() if f is not None else b""
                     entry = TarEntry(path=path, kind="file", mode=mode, size=len(data), data=data)
                 elif m.issym():
-                    target = _moved_symlink_target(old, path, m.linkname) if merged_usr else m.linkname
+                    target = _moved_symlink_target(old, path, m.linkname)
                     entry = TarEntry.symlink(path, target)
                 elif m.islnk():
                     source = seen.get(normalize_path(m.linkname))

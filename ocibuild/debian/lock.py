@@ -3,15 +3,15 @@ base for each architecture, plus the inputs they were resolved from. TOML, one f
 architectures, written with sorted keys so it diffs well::
 
     version = 1
-    suite = "bookworm"
+    suite = "trixie"
     mirror = "http://deb.debian.org/debian"
     ...
     [arch.amd64]
-    release = "12.15"
+    release = "13.8"
 
     [[arch.amd64.package]]
     name = "libc6"
-    version = "2.36-9+deb12u14"
+    version = "2.41-12+deb13u5"
     ...
 """
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 IGNORE_FILE = ".ociignore"
+# besides these, any folder holding a pyvenv.cfg (a virtual environment, whatever its name) is left out
 DEFAULT_EXCLUDES: tuple[str, ...] = (
     ".git", ".hg", ".svn", ".venv", "**/__pycache__", "**/*.pyc", ".mypy_cache", ".pytest_cache",
-    ".ruff_cache", ".tox", ".nox",
+    ".ruff_cache", ".tox", ".nox", "**/node_modules", "dist", "build", "**/*.egg-info",
 )
 
 
@@ -64,9 +65,13 @@ class IgnoreRules:
 
     >>> IgnoreRules(["*.md", "!README.md"]).excluded("README.md")
     False
+
+    ``skip_venvs``: a virtual environment folder (one holding ``pyvenv.cfg``) is excluded unless a
+    ``!`` pattern re-includes it; the caller says which folders are ones (:meth:`excluded`'s ``venv``).
     """
 
-    def __init__(self, patterns: Iterable[str]) -> None:
+    def __init__(self, patterns: Iterable[str], *, skip_venvs: bool = False) -> None:
+        self.skip_venvs = skip_venvs
         self.patterns = tuple(p for p in (x.strip() for x in patterns) if p and not p.startswith("#"))
         rules = []
         for pattern in self.patterns:
@@ -81,8 +86,9 @@ class IgnoreRules:
         self._rules = tuple(rules)
         self.has_negations = any(r.negate for r in self._rules)
 
-    def excluded(self, rel_path: str) -> bool:
-        result = False
+    def excluded(self, rel_path: str, *, venv: bool = False) -> bool:
+        """Whether ``rel_path`` is left out; ``venv``: it is a virtual environment folder."""
+        result = venv and self.skip_venvs  # as if the first pattern: any later one may re-include it
         for rule in self._rules:
             if rule.regex.match(rel_path):
                 result = not rule.negate
@@ -90,10 +96,11 @@ class IgnoreRules:
 
 
 def load_rules(src: Path, extra: Sequence[str] = (), *, defaults: bool = True) -> IgnoreRules:
-    """Defaults, then ``src/.ociignore`` if present, then ``extra`` patterns."""
+    """Defaults (virtual environments and ``DEFAULT_EXCLUDES``), then ``src/.ociignore`` if present,
+    then ``extra`` patterns."""
     patterns: list[str] = list(DEFAULT_EXCLUDES) if defaults else []
     ignore_file = src / IGNORE_FILE
     if src.is_dir() and ignore_file.is_file():
         patterns += ignore_file.read_text(encoding="utf-8").splitlines()
     patterns += list(extra)
-    return IgnoreRules(patterns)
+    return IgnoreRules(patterns, skip_venvs=defaults)

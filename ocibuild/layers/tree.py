@@ -50,7 +50,9 @@ def collect(src: Path, dest: str, *, excludes: Sequence[str] = (), rules: Ignore
     """Entries for ``src`` placed at ``dest``.
 
     A folder's contents go below ``dest``; a file becomes ``dest`` (or ``dest/<name>`` when ``dest``
-    ends with ``/``). ``excludes`` add to the defaults and the folder's ``.ociignore``; ``skip``
+    ends with ``/``). ``excludes`` add to the defaults (which leave out every virtual environment, any
+    folder with a ``pyvenv.cfg``: it only works on the machine that made it) and the folder's
+    ``.ociignore``; ``skip``
     names absolute paths never to include (e.g. an output folder inside the project).
 
     >>> collect(Path("app"), "/app")  # doctest: +SKIP
@@ -84,8 +86,9 @@ def collect(src: Path, dest: str, *, excludes: Sequence[str] = (), rules: Ignore
             if stat.S_ISLNK(st.st_mode):
                 filenames.append(name)  # a symlink to a folder is kept as a symlink
                 continue
-            if rules.excluded(rel):
-                if rules.has_negations:
+            venv = rules.skip_venvs and (full / "pyvenv.cfg").is_file()
+            if rules.excluded(rel, venv=venv):
+                if rules.has_negations and not venv:
                     keep_dirs.append(name)  # something below may be re-included
                 continue
             keep_dirs.append(name)

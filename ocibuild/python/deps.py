@@ -15,7 +15,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from ..layers.builder import BuiltLayer
 from ..plan import PythonSpec
 from ..spec.annotations import DEFAULT_PATH
 from ..store import ContentStore
+from .bytecode import Compiler, add_bytecode, choose_compiler, image_compiler
 from .fetch import FetchedWheel, candidates, fetch_wheel, pick
 from .resolve import (
     IndexSettings,
@@ -38,6 +38,8 @@ from .resolve import (
     compile_for_target,
     export_uv_lock,
     input_digest,
+    locked_local_projects,
+    marker_environment,
     merge_user_hashes,
     parse_requirements,
     pylock_pins,
@@ -105,35 +107,21 @@ def group_wheels(wheels: list[FetchedWheel], spec: PythonSpec) -> list[tuple[str
     return groups
 
 
-def _entries(wheels: list[FetchedWheel], layout: VenvLayout, bytecode: bool = False) -> list[TarEntry]:
+def _entries(wheels: list[FetchedWheel], layout: VenvLayout, compiler: Compiler | None = None) -> list[TarEntry]:
     by_path: dict[str, TarEntry] = {}
     for w in wheels:
         for e in wheel_entries(w.path, layout):
             by_path[e.path] = e  # two distributions shipping one file: the later one wins, as pip would
-    if bytecode:
-        for e in list(by_path.values()):
-            pyc = _bytecode(e)
-            if pyc is not None:
-                by_path[pyc.path] = pyc
-    return list(by_path.values())
+    return _compiled(list(by_path.values()), layout, compiler)
 
 
-def _bytecode(entry: TarEntry) -> TarEntry | None:
-    """``__pycache__/NAME.cpython-3XY.pyc`` for a ``.py`` entry, in the deterministic unchecked-hash mode
-    (PEP 552), compiled by this (host) Python, whose major.minor must equal the target's."""
-    import importlib.util
-    from importlib._bootstrap_external import _code_to_hash_pyc  # type: ignore[attr-defined]
-
-    if not entry.path.endswith(".py") or entry.data is None or "/site-packages/" not in entry.path:
-        return None
-    try:
-        code = compile(entry.data, "/" + entry.path, "exec", dont_inherit=True, optimize=0)
-    except (SyntaxError, ValueError):
-        return None  # pip skips files that do not compile (e.g. Python 2 test data) too
-    data = bytes(_code_to_hash_pyc(code, importlib.util.source_hash(entry.data), False))
-    folder, _, name = entry.path.rpartition("/")
-    tag = sys.implementation.cache_tag
-    return TarEntry.file(f"{folder}/__pycache__/{name[:-3]}.{tag}.pyc", data)
+def _compiled(entries: list[TarEntry], layout: VenvLayout, compiler: Compiler | None) -> list[TarEntry]:
+    """``entries`` plus the ``.pyc`` of their ``.py`` files under site-packages (same layer: it stays
+    self-contained)."""
+    if compiler is None:
+        return entries
+    site = layout.site_packages.strip("/") + "/"
+    return add_bytecode(entries, compiler, select=lambda path: path.startswith(site))
 
 
 def resolve_pins(spec: PythonSpec, target: TargetPython, index: IndexSettings, project: Path,
@@ -151,7 +139,8 @@ def resolve_pins(spec: PythonSpec, target: TargetPython, index: IndexSettings, p
     for path in inputs:
         if not path.is_file():
             raise ConfigError(f"python: {path} does not exist; fix the path in the build file")
-    key = "resolve-" + input_digest(inputs, json.dumps(target.to_dict(), sort_keys=True), index.key())
+    key = "resolve-" + input_digest(inputs, json.dumps(target.to_dict(), sort_keys=True), index.key(),
+                                    spec.package or "")
     record = store.get_record(key)
     if isinstance(record, list):
         return [Pin.from_dict(d) for d in record], True
@@ -164,14 +153,16 @@ def resolve_pins(spec: PythonSpec, target: TargetPython, index: IndexSettings, p
         with tempfile.TemporaryDirectory(prefix="ocibuild-resolve-") as td:
             if spec.lock is not None:  # uv.lock -> exported pins -> evaluated for the target
                 exported = Path(td) / "requirements.txt"
-                exported.write_text(export_uv_lock(spec.lock, project))
+                exported.write_text(export_uv_lock(spec.lock, project, spec.package))
                 compile_inputs = [exported]
-            user = parse_requirements(compile_inputs[0].read_text()) if compile_inputs[0].suffix != ".toml" else {}
+            env = marker_environment(target)  # a line whose marker is false for this target is not its pin
+            user = parse_requirements(compile_inputs[0].read_text(), env, source=source) \
+                if compile_inputs[0].suffix != ".toml" else {}
             try:
                 text = compile_for_target(compile_inputs, target, index, project, source=source)
             except ResolutionError as exc:
                 raise _explain_missing_wheel(exc, target, index, session) from None
-        pins = merge_user_hashes(parse_requirements(text), {
+        pins = merge_user_hashes(parse_requirements(text, env, source=source), {
             k: Pin(name=v.name, version=v.version, hashes=v.hashes, user_hashes=v.user_hashes, source=source)
             for k, v in user.items()}, source)
     result = sorted(pins.values(), key=lambda p: p.name)
@@ -196,10 +187,12 @@ def _explain_missing_wheel(exc: ResolutionError, target: TargetPython, index: In
     return exc
 
 
-def build_project_wheel(project: Path, out: Path) -> Path:
-    """Build the project itself as a wheel on the host (``uv build --wheel``)."""
-    proc = subprocess.run([uv_binary(), "build", "--wheel", "--out-dir", str(out), "--quiet", str(project)],
-                          capture_output=True, text=True, timeout=900, check=False)
+def build_project_wheel(project: Path, out: Path, index: IndexSettings | None = None) -> Path:
+    """Build the project in folder ``project`` as a wheel on the host (``uv build --wheel``; its build
+    backend comes from the same index / find-links as the dependencies)."""
+    index_args = index.uv_args() if index is not None else []
+    proc = subprocess.run([uv_binary(), "build", "--wheel", "--out-dir", str(out), "--quiet", *index_args,
+                           str(project)], capture_output=True, text=True, timeout=900, check=False)
     wheels = sorted(out.glob("*.whl"))
     if proc.returncode != 0 or len(wheels) != 1:
         detail = " ".join(proc.stderr.strip().splitlines()[-4:])[:800]
@@ -210,10 +203,34 @@ def build_project_wheel(project: Path, out: Path) -> Path:
     return wheels[0]
 
 
+def project_wheels(spec: PythonSpec, project: Path, out: Path, target: TargetPython,
+                   index: IndexSettings) -> list[Path]:
+    """The wheels of the project's own code: the project folder, or, from a uv.lock, every local project
+    the lock installs for the target (with ``spec.package``: that workspace member and the members it
+    depends on)."""
+    folders = [project]
+    if spec.lock is not None and spec.lock.name == "uv.lock":
+        folders = locked_local_projects(spec.lock.absolute(), project, marker_environment(target),
+                                        spec.package) or folders
+    elif spec.package is not None:
+        raise ConfigError(f"python.package {spec.package!r} picks a member of a uv workspace: set lock = "
+                          "\"uv.lock\" (the workspace's lock file)")
+    return [build_project_wheel(folder, out / str(i), index) for i, folder in enumerate(folders)]
+
+
+def _project_entries(wheels: list[Path], layout: VenvLayout) -> list[TarEntry]:
+    by_path = {e.path: e for wheel in wheels for e in wheel_entries(wheel, layout)}
+    return list(by_path.values())
+
+
 def dependency_layers(spec: PythonSpec, base: Image, store: ContentStore, project: Path, *,
                       compression: Compression, session: requests.Session | None = None,
-                      note: Callable[[str], None] = lambda _: None) -> DepsResult:
-    """Resolve, fetch and install ``spec`` for ``base``; return the layers (venv, dependencies, project)."""
+                      note: Callable[[str], None] = lambda _: None,
+                      compiler_base: Image | None = None) -> DepsResult:
+    """Resolve, fetch and install ``spec`` for ``base``; return the layers (venv, dependencies, project).
+    With ``spec.bytecode`` the ``.py`` files get ``.pyc`` compiled by the base's own interpreter, or by
+    ``compiler_base``'s (an image of the same Python for the build machine's CPU), or by this
+    machine's Python of the same version (see ``bytecode``)."""
     target = cached_target(spec, base, store)
     note(f"python  {target.interpreter} (CPython {target.version}, {target.libc} {target.libc_version}, "
          f"{target.platform})")
@@ -228,11 +245,7 @@ def dependency_layers(spec: PythonSpec, base: Image, store: ContentStore, projec
     if downloaded:
         note(f"python  downloaded {downloaded} wheels")
     options = TarOptions(mtime=DEPS_MTIME)
-    if spec.bytecode:
-        host = f"{sys.version_info[0]}.{sys.version_info[1]}"
-        if host != target.version:
-            raise ConfigError(f"python: bytecode = true needs the build machine's Python ({host}) to match the "
-                              f"image's ({target.version}); run ocibuild with Python {target.version} or turn it off")
+    compiler = _compiler(spec, target, base, compiler_base, store, note)
     layers: list[DepsLayer] = []
 
     def add(label: str, key: str, make: Callable[[], list[TarEntry]], names: tuple[str, ...]) -> None:
@@ -242,21 +255,35 @@ def dependency_layers(spec: PythonSpec, base: Image, store: ContentStore, projec
 
     layout_key = json.dumps([DEPS_VERSION, layout.prefix, layout.python_version, layout.interpreter])
     add("venv", f"venv {layout_key}", lambda: venv_entries(layout), ())
-    compiled = f" bytecode {sys.version}" if spec.bytecode else ""
+    compiled = f" bytecode {compiler.identity}" if compiler is not None else ""
     for label, group in group_wheels(wheels, spec):
         key = f"wheels {layout_key} {sorted(w.sha256 for w in group)}{compiled}"
-        add(label, key, lambda group=group: _entries(group, layout, spec.bytecode),  # type: ignore[misc]
+        add(label, key, lambda group=group: _entries(group, layout, compiler),  # type: ignore[misc]
             tuple(f"{w.pin.name}=={w.pin.version}" for w in group))
     if spec.project:
         with tempfile.TemporaryDirectory(prefix="ocibuild-project-") as td:
-            wheel = build_project_wheel(project, Path(td))
+            own = project_wheels(spec, project, Path(td), target, index)
             start = time.monotonic()
-            built = build_layer(wheel_entries(wheel, layout), store, compression=compression,
-                                options=TarOptions(mtime=DEPS_MTIME))
-            layers.append(DepsLayer(label="project", built=built, wheels=(wheel.name,),
+            entries = _compiled(_project_entries(own, layout), layout, compiler)
+            built = build_layer(entries, store, compression=compression, options=TarOptions(mtime=DEPS_MTIME))
+            layers.append(DepsLayer(label="project", built=built, wheels=tuple(w.name for w in own),
                                     seconds=time.monotonic() - start))
     return DepsResult(target=target, layout=layout, pins=tuple(pins), layers=tuple(layers),
                       resolved_from_cache=cached, downloaded=downloaded)
+
+
+def _compiler(spec: PythonSpec, target: TargetPython, base: Image, compiler_base: Image | None,
+              store: ContentStore, note: Callable[[str], None]) -> Compiler | None:
+    if not spec.bytecode:
+        return None
+    cache = store.root / "rootfs"
+    images = [base] + ([compiler_base] if compiler_base is not None else [])
+    compiler, why = choose_compiler(target.version, *(
+        (lambda image=image: image_compiler(image, target.interpreter, target.version, cache_dir=cache))
+        for image in images))
+    if compiler is None:
+        note(f"python  {why}")
+    return compiler
 
 
 def cached_target(spec: PythonSpec, base: Image, store: ContentStore) -> TargetPython:
@@ -279,8 +306,12 @@ def fetch_wheelhouse(spec: PythonSpec, bases: list[Image], store: ContentStore, 
                      note: Callable[[str], None] = lambda _: None,
                      session: requests.Session | None = None) -> list[Path]:
     """Download every wheel ``spec`` needs on each base's platform into ``dest`` (a wheelhouse for
-    ``--find-links DIR --no-index`` builds on a machine without network)."""
+    ``--find-links DIR --no-index`` builds on a machine without network). A pin built from an sdist
+    brings the sdist and its build requirements (wheels for this machine), not the built wheel."""
     import shutil
+
+    from .fetch import stored_file
+    from .sdist import build_host
 
     dest.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -290,13 +321,25 @@ def fetch_wheelhouse(spec: PythonSpec, bases: list[Image], store: ContentStore, 
     for base in bases:
         target = cached_target(spec, base, store)
         pins, _ = resolve_pins(spec, target, index, project, store, session)
+        files: list[tuple[str, Path]] = []
+        sdists = 0
         for pin in pins:
             wheel = fetch_wheel(pin, target, index, store, session)
-            target_path = dest / wheel.filename
+            if wheel.sdist is None:
+                files.append((wheel.filename, wheel.path))
+                continue
+            sdists += 1
+            files.append((wheel.sdist.filename, stored_file(store, wheel.sdist.sha256, wheel.sdist.filename)))
+            for req in wheel.sdist.build_requirements:
+                built_with = fetch_wheel(req, build_host().target(), index, store, session, build_sdists=False)
+                files.append((built_with.filename, built_with.path))
+        for filename, path in files:
+            target_path = dest / filename
             if not target_path.exists():
-                tmp = dest / f".{wheel.filename}.tmp"
-                shutil.copyfile(wheel.path, tmp)
+                tmp = dest / f".{filename}.tmp"
+                shutil.copyfile(path, tmp)
                 os.replace(tmp, target_path)
             written.append(target_path)
-        note(f"fetch   {target.platform}: {len(pins)} wheels")
+        extra = f" ({sdists} of them as sdists, with their build requirements)" if sdists else ""
+        note(f"fetch   {target.platform}: {len(pins)} wheels{extra}")
     return sorted(set(written))

@@ -3,8 +3,9 @@
 :func:`detect_target` reads the image once (:func:`~ocibuild.python.facts.scan_image`) and turns the
 :class:`~ocibuild.python.facts.ImageFacts` into a :class:`~ocibuild.python.targetpy.TargetPython`:
 the interpreter is the best ``python3.X`` on the image's ``PATH`` (``PYTHON_VERSION`` and the
-package databases break ties and give the full version), the C library comes from dpkg / apk, the
-libc file names or the banner inside ``libc.so.6``. Every guess can be overridden.
+package databases break ties and give the full version; an unversioned ``python3`` takes the version
+of the ``lib/python3.X`` beside it), the C library comes from dpkg / apk, the libc file names or the
+banner inside ``libc.so.6``. Every guess can be overridden.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ def _name_version(path: str) -> str:
     return f"{m.group(1)}.{m.group(2)}" if m else ""
 
 
+def _stdlib_version(facts: ImageFacts, interpreter: str) -> str:
+    """The version of the one standard library beside ``interpreter``; "" if none or several."""
+    found = facts.stdlib_versions(interpreter)
+    return found[0] if len(found) == 1 else ""
+
+
 def _choose_interpreter(facts: ImageFacts, wanted: str, search_path: list[str]) -> tuple[str, str] | None:
     """(real interpreter path, its major.minor or "") for ``wanted`` ("" = the newest), or None."""
     real: dict[str, str] = {}  # real file -> best-ranked candidate path pointing at it
@@ -124,7 +131,7 @@ def _detect_python(config: ImageConfig, facts: ImageFacts, interpreter: str | No
             raise ConfigError(f"python.interpreter {interpreter!r} must be an absolute path in the image, "
                               "e.g. /usr/bin/python3")
         path = facts.resolve(interpreter) or posixpath.normpath(interpreter)
-        version = wanted or _name_version(path) or env_wanted
+        version = wanted or _name_version(path) or env_wanted or _stdlib_version(facts, path)
         if not version:
             if len(packaged) != 1:
                 raise ConfigError(
@@ -151,6 +158,7 @@ def _detect_python(config: ImageConfig, facts: ImageFacts, interpreter: str | No
         if chosen is None:
             raise _no_python()
         path, version = chosen
+        version = version or _stdlib_version(facts, path)
         if not version:
             if len(packaged) == 1:
                 version = next(iter(packaged))

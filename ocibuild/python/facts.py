@@ -27,6 +27,8 @@ _MAX_TEXT = 16 << 20  # larger "small" files (dpkg status, os-release, apk db) a
 _CHUNK = 1 << 20
 
 PYTHON_NAME = re.compile(r"python3(?:\.\d+)?")
+# the file CPython finds its standard library by: <prefix>/lib/python3.X/os.py
+_STDLIB_LANDMARK = re.compile(r"(.*)/lib/python(3\.\d+)/os\.py")
 _GLIBC_FILE = re.compile(r"libc-(\d+)\.(\d+)\.so")
 _MUSL_FILE = re.compile(r"(?:ld-musl-[A-Za-z0-9_]+\.so\.1|libc\.musl-[A-Za-z0-9_]+\.so\.1)")
 _GLIBC_BANNER = re.compile(rb"GNU C Library [^\n\x00]{0,200}?release version (\d+)\.(\d+)")
@@ -44,7 +46,8 @@ class ImageFacts:
 
     Paths are absolute. Only the entries that matter are kept: files and symlinks named ``python3`` /
     ``python3.X`` anywhere, symlinks that may be directories on the way to them (``/bin``,
-    ``/usr/local/bin``, ``/opt/*``, ``/opt/*/bin``, ``/etc/alternatives/*``) and C library files.
+    ``/usr/local/bin``, ``/opt/*``, ``/opt/*/bin``, ``/etc/alternatives/*``), C library files and the
+    standard libraries' ``<prefix>/lib/python3.X/os.py``.
     """
 
     files: frozenset[str] = frozenset()
@@ -69,6 +72,14 @@ class ImageFacts:
             if parent in CANDIDATE_DIRS or re.fullmatch(r"/opt/[^/]+/bin", parent):
                 found.append(path)
         return sorted(found)
+
+    def stdlib_versions(self, interpreter: str) -> list[str]:
+        """major.minor of each standard library beside ``interpreter`` (``/usr/local/bin/python3`` ->
+        ``/usr/local/lib/python3.X/os.py``, where CPython itself looks), sorted."""
+        prefix = posixpath.dirname(posixpath.dirname(interpreter))
+        found = {m.group(2) for p in self.files
+                 if (m := _STDLIB_LANDMARK.fullmatch(p)) and (m.group(1) or "/") == prefix}
+        return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".")))
 
     @property
     def has_glibc(self) -> bool:
@@ -115,6 +126,8 @@ def _keep(entry: Entry) -> bool:
     if entry.kind not in ("file", "hardlink", "symlink"):
         return False
     if PYTHON_NAME.fullmatch(name) or _is_libc(name) or _is_content_file(entry.path):
+        return True
+    if name == "os.py" and entry.kind != "symlink" and _STDLIB_LANDMARK.fullmatch(entry.path):
         return True
     return entry.kind == "symlink" and _directory_link(entry.path)
 

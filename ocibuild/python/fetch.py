@@ -2,7 +2,8 @@
 
 Sources: ``--find-links`` folders (a wheelhouse) and pages, then package indexes through the simple
 API (PEP 691 JSON, or PEP 503 HTML as a fallback; ``file://`` indexes too). Downloaded wheels are
-content-addressed blobs; ``wheels/<sha256>/<filename>`` links give them their file names back.
+content-addressed blobs; ``wheels/<sha256>/<filename>`` links give them their file names back. A pin
+with no fitting wheel but an sdist gets a wheel built from it on this machine (``sdist.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
@@ -29,6 +31,7 @@ from .wheel import normalize_name
 
 FETCH_VERSION = "ocibuild-fetch-1"
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
+SDIST_SUFFIXES = (".tar.gz", ".zip")  # the two sdist formats packaging (PEP 625 and legacy) names
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -38,11 +41,38 @@ class Candidate:
     sha256: str = ""
 
     @property
+    def is_sdist(self) -> bool:
+        return self.filename.endswith(SDIST_SUFFIXES)
+
+    @property
     def tags(self) -> frozenset[str]:
+        """The wheel's tags (none for an sdist)."""
+        if self.is_sdist:
+            return frozenset()
         from packaging.utils import parse_wheel_filename
 
         _, _, _, tags = parse_wheel_filename(self.filename)
         return frozenset(str(t) for t in tags)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SdistOrigin:
+    """The sdist a wheel was built from, and the build requirements (host wheels) it was built with."""
+
+    filename: str
+    sha256: str
+    build_requirements: tuple[Pin, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"filename": self.filename, "sha256": self.sha256,
+                "build_requirements": [p.to_dict() for p in self.build_requirements]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> SdistOrigin:
+        reqs = d.get("build_requirements") or []
+        assert isinstance(reqs, list)
+        return cls(filename=str(d["filename"]), sha256=str(d["sha256"]),
+                   build_requirements=tuple(Pin.from_dict(r) for r in reqs))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -51,7 +81,8 @@ class FetchedWheel:
     path: Path  # a file named like the wheel, inside the store
     sha256: str
     filename: str
-    downloaded: bool
+    downloaded: bool  # downloaded (or built from an sdist) by this call
+    sdist: SdistOrigin | None = None  # set when the wheel was built from an sdist on this machine
 
 
 class _Links(html.parser.HTMLParser):
@@ -67,15 +98,24 @@ class _Links(html.parser.HTMLParser):
 
 
 def _matches(filename: str, pin: Pin) -> bool:
-    if not filename.endswith(".whl"):
-        return False
-    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+    """``filename`` is a wheel or an sdist of exactly ``pin``."""
+    from packaging.utils import (
+        InvalidSdistFilename,
+        InvalidWheelFilename,
+        parse_sdist_filename,
+        parse_wheel_filename,
+    )
     from packaging.version import InvalidVersion, Version
 
     try:
-        name, version, _, _ = parse_wheel_filename(filename)
+        if filename.endswith(".whl"):
+            name, version, _, _ = parse_wheel_filename(filename)
+        elif filename.endswith(SDIST_SUFFIXES):
+            name, version = parse_sdist_filename(filename)
+        else:
+            return False
         return normalize_name(str(name)) == pin.name and version == Version(pin.version)
-    except (InvalidWheelFilename, InvalidVersion):
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
         return False
 
 
@@ -103,15 +143,15 @@ def _read_url(session: requests.Session, url: str, accept: str) -> tuple[str, st
 
 
 def candidates(pin: Pin, index: IndexSettings, session: requests.Session) -> list[Candidate]:
-    """Every wheel file for exactly ``pin`` that the configured sources offer."""
+    """Every wheel and sdist file for exactly ``pin`` that the configured sources offer."""
     found: list[Candidate] = []
     errors: list[str] = []
     for link in index.find_links:
         local = Path(unquote(urlparse(link).path)) if link.startswith("file://") else Path(link)
         if "://" not in link or link.startswith("file://"):
             if local.is_dir():
-                found += [Candidate(filename=p.name, url=str(p)) for p in sorted(local.glob("*.whl"))
-                          if _matches(p.name, pin)]
+                found += [Candidate(filename=p.name, url=str(p)) for p in sorted(local.iterdir())
+                          if _matches(p.name, pin) and p.is_file()]
             continue
         try:
             text, _ = _read_url(session, link, "text/html")
@@ -145,7 +185,8 @@ def candidates(pin: Pin, index: IndexSettings, session: requests.Session) -> lis
 
 
 def pick(pin: Pin, found: list[Candidate], target: TargetPython) -> Candidate:
-    """The candidate whose best tag ranks highest for the target; a clear error if none fits."""
+    """The wheel whose best tag ranks highest for the target; a clear error if none fits (sdists are
+    never picked here: see :func:`fetch_wheel`)."""
     ranks = {str(t): i for i, t in enumerate(target.tags())}
     best: tuple[int, Candidate] | None = None
     for cand in found:
@@ -162,8 +203,8 @@ def pick(pin: Pin, found: list[Candidate], target: TargetPython) -> Candidate:
     return best[1]
 
 
-def _wheel_link(store: ContentStore, sha256: str, filename: str) -> Path:
-    """``wheels/<sha256>/<filename>``: the blob under its wheel file name (a hard link)."""
+def stored_file(store: ContentStore, sha256: str, filename: str) -> Path:
+    """``wheels/<sha256>/<filename>``: a stored wheel (or sdist) blob under its file name (a hard link)."""
     link = store.root / "wheels" / sha256 / filename
     if not link.exists():
         link.parent.mkdir(parents=True, exist_ok=True)
@@ -180,49 +221,77 @@ def _wheel_link(store: ContentStore, sha256: str, filename: str) -> Path:
     return link
 
 
+def stream(cand: Candidate, session: requests.Session, write: Callable[[bytes], object]) -> None:
+    """Pass the bytes of ``cand`` (a local file or a URL, retried until the first byte) to ``write``."""
+    if "://" not in cand.url or cand.url.startswith("file://"):
+        path = Path(unquote(urlparse(cand.url).path)) if cand.url.startswith("file://") else Path(cand.url)
+        with path.open("rb") as f:
+            while chunk := f.read(CHUNK):
+                write(chunk)
+        return
+    for attempt in range(4):
+        started = False
+        try:
+            with session.get(cand.url, stream=True, timeout=(10, 120)) as resp:
+                resp.raise_for_status()
+                for chunk in resp.iter_content(CHUNK):
+                    started = True
+                    write(chunk)
+            return
+        except requests.RequestException as exc:
+            if attempt == 3 or started:
+                raise ResolutionError(f"downloading {cand.filename} failed: {type(exc).__name__}; "
+                                      "check the network or use --find-links") from None
+            time.sleep(0.5 * 2 ** attempt)
+
+
+def check_hash(sha: str, cand: Candidate, pin: Pin) -> None:
+    """``DigestMismatch`` unless ``sha`` is one the pin (or else the index) allows for the file."""
+    allowed = pin.hashes or ({cand.sha256} if cand.sha256 else set())
+    if allowed and sha not in allowed:
+        where = pin.source or "the lock"
+        hint = f"{where} has the wrong hash, or the file was tampered with" if pin.user_hashes else \
+            "the index served a file that does not match its hash"
+        raise DigestMismatch(f"hash mismatch for {cand.filename}: got sha256:{sha}, expected "
+                             f"{' or '.join('sha256:' + h for h in sorted(allowed))}; {hint}")
+
+
 def _download(cand: Candidate, pin: Pin, store: ContentStore, session: requests.Session) -> str:
     with store.writer() as w:
-        if "://" not in cand.url or cand.url.startswith("file://"):
-            path = Path(unquote(urlparse(cand.url).path)) if cand.url.startswith("file://") else Path(cand.url)
-            with path.open("rb") as f:
-                while chunk := f.read(CHUNK):
-                    w.write(chunk)
-        else:
-            for attempt in range(4):
-                try:
-                    with session.get(cand.url, stream=True, timeout=(10, 120)) as resp:
-                        resp.raise_for_status()
-                        for chunk in resp.iter_content(CHUNK):
-                            w.write(chunk)
-                    break
-                except requests.RequestException as exc:
-                    if attempt == 3 or w.size:
-                        raise ResolutionError(f"downloading {cand.filename} failed: {type(exc).__name__}; "
-                                              "check the network or use --find-links") from None
-                    time.sleep(0.5 * 2 ** attempt)
+        stream(cand, session, w.write)
         sha = w.digest().hex
-        allowed = pin.hashes or ({cand.sha256} if cand.sha256 else set())
-        if allowed and sha not in allowed:  # checked before the blob enters the store
-            where = pin.source or "the lock"
-            hint = f"{where} has the wrong hash, or the file was tampered with" if pin.user_hashes else \
-                "the index served a file that does not match its hash"
-            raise DigestMismatch(f"hash mismatch for {cand.filename}: got sha256:{sha}, expected "
-                                 f"{' or '.join('sha256:' + h for h in sorted(allowed))}; {hint}")
+        check_hash(sha, cand, pin)  # before the blob enters the store
         w.commit()
     return sha
 
 
 def fetch_wheel(pin: Pin, target: TargetPython, index: IndexSettings, store: ContentStore,
-                session: requests.Session) -> FetchedWheel:
-    """The wheel for ``pin`` on ``target``: from the store if chosen before, else found and downloaded."""
+                session: requests.Session, *, build_sdists: bool = True) -> FetchedWheel:
+    """The wheel for ``pin`` on ``target``: from the store if chosen before, else found and downloaded;
+    with no fitting wheel but an sdist (and ``build_sdists``), built from the sdist on this machine."""
     key = hashlib.sha256(canonical_json([FETCH_VERSION, pin.to_dict(), [str(t) for t in target.tags()[:400]],
                                          index.key()])).hexdigest()
     record = store.get_selector(f"wheel-{key}")
-    if record is not None:
+    origin = SdistOrigin.from_dict(record["sdist"]) if record is not None and record.get("sdist") else None
+    if record is not None and (origin is None or store.has(Digest("sha256", origin.sha256))):
         sha, filename = str(record["digest"]).split(":", 1)[1], str(record["filename"])
-        return FetchedWheel(pin=pin, path=_wheel_link(store, sha, filename), sha256=sha, filename=filename,
-                            downloaded=False)
-    cand = pick(pin, candidates(pin, index, session), target)
+        return FetchedWheel(pin=pin, path=stored_file(store, sha, filename), sha256=sha, filename=filename,
+                            downloaded=False, sdist=origin)
+    found = candidates(pin, index, session)
+    sdists = sorted((c for c in found if c.is_sdist), key=lambda c: (not c.filename.endswith(".tar.gz"), c.filename))
+    try:
+        cand = pick(pin, found, target)
+    except ResolutionError:
+        if not sdists or not build_sdists:
+            raise
+        from .sdist import wheel_from_sdist
+
+        built = wheel_from_sdist(pin, sdists[0], target, index, store, session,
+                                 wheel_tags=sorted({t for c in found for t in c.tags}))
+        assert built.sdist is not None
+        store.put_selector(f"wheel-{key}", {"digest": f"sha256:{built.sha256}", "filename": built.filename,
+                                            "sdist": built.sdist.to_dict()})
+        return built
     if cand.sha256 and store.has(Digest("sha256", cand.sha256)) and \
             (not pin.hashes or cand.sha256 in pin.hashes):
         sha = cand.sha256
@@ -231,5 +300,5 @@ def fetch_wheel(pin: Pin, target: TargetPython, index: IndexSettings, store: Con
         sha = _download(cand, pin, store, session)
         downloaded = True
     store.put_selector(f"wheel-{key}", {"digest": f"sha256:{sha}", "filename": cand.filename})
-    return FetchedWheel(pin=pin, path=_wheel_link(store, sha, cand.filename), sha256=sha, filename=cand.filename,
+    return FetchedWheel(pin=pin, path=stored_file(store, sha, cand.filename), sha256=sha, filename=cand.filename,
                         downloaded=downloaded)

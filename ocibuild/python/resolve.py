@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, ResolutionError
-from .target import TargetPython
+from .target import TargetPython, wheel_arch
 from .wheel import normalize_name
 
-RESOLVER_VERSION = "ocibuild-resolve-1"
+RESOLVER_VERSION = "ocibuild-resolve-2"  # 2: markers per target, workspaces
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*==\s*([^\s;\\]+)")
 _HASH = re.compile(r"--hash[=\s]+sha256:([0-9a-fA-F]{64})")
+_OPTION = re.compile(r"\s--[A-Za-z]")  # a per-requirement option (--hash=...) after the marker
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -97,8 +98,17 @@ class Pin:
                    user_hashes=bool(d.get("user_hashes")))
 
 
-def parse_requirements(text: str) -> dict[str, Pin]:
-    """Exact pins (``name==version``) and their ``--hash`` values from requirements text."""
+def parse_requirements(text: str, env: Mapping[str, str] | None = None, *,
+                       source: str = "requirements") -> dict[str, Pin]:
+    """Exact pins (``name==version``) and their ``--hash`` values from requirements text.
+
+    With ``env`` (a target's :func:`marker_environment`), a line whose environment marker is false
+    for that target is left out, so one file may pin a package differently per CPU or Python.
+
+    >>> text = 'six==1.16.0 ; platform_machine == "x86_64"\\nsix==1.15.0 ; platform_machine == "aarch64"\\n'
+    >>> parse_requirements(text, {"platform_machine": "aarch64"})["six"].version
+    '1.15.0'
+    """
     pins: dict[str, Pin] = {}
     logical = re.sub(r"\\\n", " ", text)
     for line in logical.splitlines():
@@ -106,11 +116,34 @@ def parse_requirements(text: str) -> dict[str, Pin]:
         if not line or line.startswith(("#", "-")):
             continue
         m = _PIN.match(line)
-        if m:
+        if m and (env is None or marker_applies(line_marker(line), env, source)):
             hashes = frozenset(h.lower() for h in _HASH.findall(line))
             name = normalize_name(m.group(1))
             pins[name] = Pin(name=name, version=m.group(2), hashes=hashes, user_hashes=bool(hashes))
     return pins
+
+
+def line_marker(line: str) -> str:
+    """The environment marker of one requirement line (``""`` if none), options such as ``--hash`` cut off.
+
+    >>> line_marker('numpy==1.26.4 ; python_version < "3.12" --hash=sha256:00')
+    'python_version < "3.12"'
+    """
+    _, sep, rest = line.partition(";")
+    return _OPTION.split(rest, maxsplit=1)[0].strip() if sep else ""
+
+
+def marker_applies(marker: str, env: Mapping[str, str], source: str) -> bool:
+    """Whether PEP 508 ``marker`` (``""``: none) is true in the marker environment ``env``."""
+    if not marker:
+        return True
+    from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
+
+    try:
+        return Marker(marker).evaluate(dict(env))
+    except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName) as exc:
+        raise ConfigError(f"{source}: environment marker {marker!r} cannot be evaluated ({str(exc).splitlines()[0]}); "
+                          "fix it (PEP 508 syntax, e.g. platform_machine == \"x86_64\")") from None
 
 
 def uv_binary() -> str:
@@ -154,10 +187,40 @@ def compile_for_target(inputs: Sequence[Path], target: TargetPython, index: Inde
     return _run_uv(args, f"resolving {source} for {target.platform} (Python {target.version})", project)
 
 
-def export_uv_lock(lock: Path, project: Path) -> str:
-    """``uv export`` of a uv.lock as pinned requirements with hashes (the project itself left out)."""
-    return _run_uv(["export", "--format", "requirements-txt", "--frozen", "--no-emit-project", "--no-header",
-                    "--no-annotate", "--quiet", "--project", str(lock.parent)], f"reading {lock}", project)
+def export_uv_lock(lock: Path, project: Path, package: str | None = None) -> str:
+    """``uv export`` of a uv.lock as pinned requirements with hashes, markers kept (the project and
+    every workspace member left out: they are built as wheels); ``package`` picks one workspace member."""
+    return _run_uv(["export", "--format", "requirements-txt", "--frozen", "--no-emit-workspace", "--no-header",
+                    "--no-annotate", "--quiet", "--project", str(lock.parent), *_package_args(lock, package)],
+                   f"reading {lock}", project)
+
+
+def locked_local_projects(lock: Path, project: Path, env: Mapping[str, str], package: str | None = None) -> list[Path]:
+    """The folders of the project and the workspace members a uv.lock installs (for ``package``: that
+    member and the members it depends on), those whose markers are false in ``env`` left out."""
+    text = _run_uv(["export", "--format", "requirements-txt", "--frozen", "--no-editable", "--no-hashes",
+                    "--no-header", "--no-annotate", "--quiet", "--project", str(lock.parent),
+                    *_package_args(lock, package)], f"reading {lock}", project)
+    folders: list[Path] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("-e "):
+            line = line[3:].strip()
+        if not line.startswith((".", "/")):
+            continue  # a pinned distribution, not a local folder
+        path, _, marker = line.partition(";")
+        if marker_applies(_OPTION.split(marker, maxsplit=1)[0].strip(), env, lock.name):
+            folders.append((lock.parent / path.strip()).resolve())
+    return folders
+
+
+def _package_args(lock: Path, package: str | None) -> list[str]:
+    if package is None:
+        return []
+    from .workspace import check_member
+
+    check_member(lock.parent, package)
+    return ["--package", package]
 
 
 def pylock_pins(path: Path, target: TargetPython) -> dict[str, Pin]:
@@ -189,8 +252,9 @@ def pylock_pins(path: Path, target: TargetPython) -> dict[str, Pin]:
 
 
 def marker_environment(target: TargetPython) -> dict[str, str]:
-    machine = {"amd64": "x86_64", "arm64": "aarch64", "386": "i686", "arm": "armv7l"}.get(
-        target.platform.architecture, target.platform.architecture)
+    """The PEP 508 marker values of the target (not of the build machine): ``platform_machine`` of its
+    CPU as wheels name it, its Python version, Linux."""
+    machine = wheel_arch(target.platform)
     full = target.full_version or f"{target.version}.0"
     return {"implementation_name": "cpython", "implementation_version": full, "os_name": "posix",
             "platform_machine": machine, "platform_release": "", "platform_system": "Linux",
