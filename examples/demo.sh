@@ -2,8 +2,8 @@
 # The whole thing on a fresh Debian 12 machine (root), with no image registry on the internet:
 #   1. install ocibuild and the tools it is checked with (.ci/setup.sh), and scikit-learn to train the model;
 #   2. train the iris model (examples/iris-server/train.py);
-#   3. build the iris server for linux/amd64 + linux/arm64 on a Debian python3 base that ocibuild assembles
-#      from Debian packages, into an OCI layout (out/iris);
+#   3. build the iris server for linux/amd64 + linux/arm64 on the default base, Debian trixie + python3 (3.13),
+#      that ocibuild assembles from Debian packages, into an OCI layout (out/iris);
 #   4. push it to a local registry (Debian's docker-registry on 127.0.0.1);
 #   5. run it with runc and ask it for a prediction over HTTP; stop it with SIGTERM;
 #   6. change one line of the server, rebuild and push again: only the code layer moves.

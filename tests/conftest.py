@@ -84,6 +84,12 @@ def debian_python_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def debian_arm64_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Debian bookworm + python3 for arm64 (mmdebstrap under qemu-user; cached like the amd64 one)."""
+    return make_debian_python_layout(tmp_path_factory.mktemp("bookworm-arm64") / "layout", "bookworm-py", "arm64")
+
+
+@pytest.fixture(scope="session")
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Environment dict for running ``podman`` with test-local config and vfs storage (session-scoped).
     Use as ``subprocess.run(["podman", ...], env=podman)`` or ``harness.runtime.podman(podman, ...)``."""

@@ -1,5 +1,5 @@
 """Debian-package bases through the command line and the build file: `ocibuild base debian`, the default
-base, `[base.debian]`, HTTPS from inside the image, and bad input (real bookworm mirror)."""
+base, `[base.debian]`, HTTPS from inside the image, and bad input (real Debian mirror)."""
 
 from __future__ import annotations
 
@@ -46,23 +46,23 @@ def python_project(tmp: Path, build_file: str = "") -> Path:
 
 def test_base_debian_command_two_platforms(tmp_path: Path, deb_cache: Path) -> None:
     out = tmp_path / "bases"
-    ocibuild("base", "debian", "--suite", "bookworm", "--packages", "python3,ca-certificates,libgomp1",
-             "--platform", "linux/amd64,linux/arm64", "--output", f"oci:{out}:bookworm", "--lock",
+    ocibuild("base", "debian", "--suite", "trixie", "--packages", "python3,ca-certificates,libgomp1",
+             "--platform", "linux/amd64,linux/arm64", "--output", f"oci:{out}:trixie", "--lock",
              tmp_path / "deb.lock", cache=deb_cache)
     validate_layout(out)
-    oci_image_tool_validate(out, "bookworm")
+    oci_image_tool_validate(out, "trixie")
     lock = (tmp_path / "deb.lock").read_text()
-    assert "python3.11" in lock and "sha256" in lock and "arm64" in lock
+    assert "python3.13" in lock and "sha256" in lock and "arm64" in lock
     script = ("import ssl, json, sqlite3, os; "
               "print(ssl.OPENSSL_VERSION.split()[0], sqlite3.sqlite_version_info[0], os.getuid())")
     for arch in ("amd64", "arm64"):
-        run = run_image(out, "bookworm", ["python3", "-c", script], arch=arch)
+        run = run_image(out, "trixie", ["python3", "-c", script], arch=arch)
         assert run.returncode == 0, run.stderr
         assert run.stdout.split() == ["OpenSSL", "3", "65532"]  # runs as nonroot by default
 
-    # same lock, another store, another day: the same digest
+    # same lock, another store, another day, no --suite (trixie is the default): the same digest
     again = ocibuild("base", "debian", "--packages", "python3,ca-certificates,libgomp1", "--platform",
-                     "linux/amd64,linux/arm64", "--output", f"oci:{tmp_path / 'again'}:bookworm", "--lock",
+                     "linux/amd64,linux/arm64", "--output", f"oci:{tmp_path / 'again'}:trixie", "--lock",
                      tmp_path / "deb.lock", cache=tmp_path / "other-cache")
     first = json.loads((out / "index.json").read_text())["manifests"][0]["digest"]
     assert again.stdout.strip() == first
@@ -75,7 +75,7 @@ def test_base_debian_archive_uses_source_date_epoch_like_build(tmp_path: Path, d
 
     archive = tmp_path / "base.tar"
     ocibuild("base", "debian", "--packages", "python3,ca-certificates,libgomp1", "--platform",
-             "linux/amd64,linux/arm64", "--output", f"oci-archive:{archive}:bookworm", "--lock",
+             "linux/amd64,linux/arm64", "--output", f"oci-archive:{archive}:trixie", "--lock",
              tmp_path / "deb.lock", cache=deb_cache)
     built = tmp_path / "app.tar"
     ocibuild("build", HELLO, "--base", "scratch", "--output", f"oci-archive:{built}:v1", cache=deb_cache)
@@ -93,10 +93,10 @@ def test_default_base_is_built_from_debian_packages(tmp_path: Path, deb_cache: P
     project = python_project(tmp_path)
     out = tmp_path / "img"
     proc = ocibuild("build", project, "--output", f"oci:{out}:v1", cache=deb_cache)
-    assert "debian packages (bookworm: python3, ca-certificates, libstdc++6, libgomp1)" in proc.stderr
+    assert "debian packages (trixie: python3, ca-certificates, libstdc++6, libgomp1)" in proc.stderr
     run = run_image(out, "v1")
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "Hello from ocibuild: Python 3.11 on x86_64"
+    assert run.stdout.strip() == "Hello from ocibuild: Python 3.13 on x86_64"
 
 
 def test_https_verification_inside_the_image(tmp_path: Path, deb_cache: Path, tls_registry: Registry,
@@ -123,6 +123,7 @@ def test_https_verification_inside_the_image(tmp_path: Path, deb_cache: Path, tl
 
 
 def test_build_file_debian_table_with_lock(tmp_path: Path, deb_cache: Path) -> None:
+    """A suite other than the default (bookworm, Python 3.11) named in the table, with a lock."""
     project = python_project(tmp_path, '[base.debian]\nsuite = "bookworm"\npackages = ["python3"]\n'
                                        'architectures = ["amd64"]\nlock = "debian.lock"\n')
     first = ocibuild("build", project, "--output", f"oci:{tmp_path / 'o1'}:t", cache=deb_cache)

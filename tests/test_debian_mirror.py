@@ -35,7 +35,8 @@ from ocibuild.store import ContentStore
 from ocibuild.transports import OciLayout
 
 pytestmark = pytest.mark.slow
-SPEC = DebianSpec(suite="bookworm", packages=("python3", "ca-certificates"))
+SUITE = "bookworm"  # explicitly: this module checks bookworm facts (12.x, python3.11, the security archive)
+SPEC = DebianSpec(suite=SUITE, packages=("python3", "ca-certificates"))
 NOT_WANTED = {"bash", "dash", "coreutils", "dpkg", "perl-base", "tar", "debconf", "util-linux", "sed", "grep"}
 
 
@@ -90,7 +91,7 @@ def test_lock_needs_no_index(locks: dict[str, DebianLock], lock_path: Path, tmp_
     fresh = ContentStore(tmp_path / "store")
     assert resolve(SPEC, "amd64", fresh, lock=lock_path) == locks["amd64"]
     assert rec.paths == []
-    small = DebianSpec(packages=("media-types",))
+    small = DebianSpec(suite=SUITE, packages=("media-types",))
     small_lock = tmp_path / "small.lock"
     resolve(small, "amd64", fresh, lock=small_lock)
     assert any(p.endswith("InRelease") for p in rec.paths)
@@ -107,14 +108,14 @@ def test_lock_needs_no_index(locks: dict[str, DebianLock], lock_path: Path, tmp_
 
 
 def test_shell_only_when_asked(store: ContentStore, locks: dict[str, DebianLock]) -> None:
-    lock = resolve(DebianSpec(packages=("python3", "bash")), "amd64", store)
+    lock = resolve(DebianSpec(suite=SUITE, packages=("python3", "bash")), "amd64", store)
     assert "bash" in lock.names and "dash" not in lock.names and "coreutils" not in lock.names
     with pytest.raises(UnknownPackage, match="unknown package 'python-three'"):
-        resolve(DebianSpec(packages=("python-three",)), "amd64", store)
+        resolve(DebianSpec(suite=SUITE, packages=("python-three",)), "amd64", store)
 
 
 def test_unreachable_mirror_is_a_clear_error(tmp_path: Path) -> None:
-    spec = DebianSpec(mirror="http://127.0.0.1:9/debian")
+    spec = DebianSpec(suite=SUITE, mirror="http://127.0.0.1:9/debian")
     with pytest.raises(SourceError, match=r"cannot reach the Debian mirror http://127\.0\.0\.1:9/debian"):
         resolve(spec, "amd64", ContentStore(tmp_path / "store"))
 
@@ -148,7 +149,7 @@ def _copy(mirror: Path, dest: Path) -> Path:
 
 def test_file_mirror_and_tampered_deb(file_mirror: Path, tmp_path: Path) -> None:
     mirror = _copy(file_mirror, tmp_path / "mirror")
-    spec = DebianSpec(packages=("media-types",), mirror=mirror.as_uri())
+    spec = DebianSpec(suite=SUITE, packages=("media-types",), mirror=mirror.as_uri())
     lock_path = tmp_path / "debian.lock"
     fresh = ContentStore(tmp_path / "store")
     lock = resolve(spec, "amd64", fresh, lock=lock_path)
@@ -169,13 +170,13 @@ def test_tampered_inrelease_is_rejected_unless_allow_unsigned(file_mirror: Path,
     mirror = _copy(file_mirror, tmp_path / "mirror")
     inrelease = mirror / "dists" / "bookworm" / "InRelease"
     inrelease.write_bytes(inrelease.read_bytes().replace(b"Label: Debian", b"Label: Debiam", 1))
-    spec = DebianSpec(packages=("media-types",), mirror=mirror.as_uri())
+    spec = DebianSpec(suite=SUITE, packages=("media-types",), mirror=mirror.as_uri())
     with pytest.raises(SignatureError, match="cannot verify"):
         resolve(spec, "amd64", ContentStore(tmp_path / "s1"))
-    unsigned = DebianSpec(packages=("media-types",), mirror=mirror.as_uri(), allow_unsigned=True)
+    unsigned = DebianSpec(suite=SUITE, packages=("media-types",), mirror=mirror.as_uri(), allow_unsigned=True)
     assert resolve(unsigned, "amd64", ContentStore(tmp_path / "s2")).names == {"media-types"}
     # a keyring without the archive keys cannot verify the genuine file either
-    other = DebianSpec(packages=("media-types",), mirror=file_mirror.as_uri(),
+    other = DebianSpec(suite=SUITE, packages=("media-types",), mirror=file_mirror.as_uri(),
                        keyring=Path("/usr/share/keyrings/debian-archive-removed-keys.gpg"))
     with pytest.raises(SignatureError):
         resolve(other, "amd64", ContentStore(tmp_path / "s3"))
@@ -184,7 +185,7 @@ def test_tampered_inrelease_is_rejected_unless_allow_unsigned(file_mirror: Path,
 def test_release_gpg_fallback(file_mirror: Path, tmp_path: Path) -> None:
     mirror = _copy(file_mirror, tmp_path / "mirror")
     (mirror / "dists" / "bookworm" / "InRelease").unlink()
-    spec = DebianSpec(packages=("media-types",), mirror=mirror.as_uri())
+    spec = DebianSpec(suite=SUITE, packages=("media-types",), mirror=mirror.as_uri())
     assert resolve(spec, "amd64", ContentStore(tmp_path / "s1")).names == {"media-types"}
     (mirror / "dists" / "bookworm" / "Release.gpg").unlink()
     with pytest.raises(SignatureError, match=r"no Release\.gpg"):
@@ -192,7 +193,7 @@ def test_release_gpg_fallback(file_mirror: Path, tmp_path: Path) -> None:
     # without a signature the Release hashes still guard the index
     packages = mirror / "dists" / "bookworm" / "main" / "binary-amd64" / "Packages.xz"
     packages.write_bytes(packages.read_bytes()[:-10])
-    unsigned = DebianSpec(packages=("media-types",), mirror=mirror.as_uri(), allow_unsigned=True)
+    unsigned = DebianSpec(suite=SUITE, packages=("media-types",), mirror=mirror.as_uri(), allow_unsigned=True)
     with pytest.raises(DigestMismatch):
         resolve(unsigned, "amd64", ContentStore(tmp_path / "s3"))
 
@@ -262,7 +263,7 @@ def test_arm64_base_runs_under_qemu(images: dict[str, Image], arm64_layout: Path
 
 
 def test_security_archive(store: ContentStore, locks: dict[str, DebianLock], tmp_path: Path) -> None:
-    spec = DebianSpec(packages=("python3", "ca-certificates"), security=True)
+    spec = DebianSpec(suite=SUITE, packages=("python3", "ca-certificates"), security=True)
     lock_path = tmp_path / "debian.lock"
     lock = resolve(spec, "amd64", store, lock=lock_path)
     assert lock.names == locks["amd64"].names

@@ -220,7 +220,7 @@ def test_platform_names() -> None:
 
 
 def test_lock_file_round_trip(tmp_path: Path) -> None:
-    spec = DebianSpec(packages=("python3", "ca-certificates"))
+    spec = DebianSpec(suite="bookworm", packages=("python3", "ca-certificates"))
     pkgs = (LockedPackage(name="libc6", version="2.36-9+deb12u14", architecture="amd64",
                           filename="pool/main/g/glibc/libc6_2.36-9+deb12u14_amd64.deb", sha256="a" * 64, size=12),
             LockedPackage(name="ca-certificates", version='2023"x', architecture="all", filename="pool/c.deb",
@@ -238,9 +238,9 @@ def test_lock_file_round_trip(tmp_path: Path) -> None:
     assert set(back.archs) == {"amd64", "arm64"}
     assert {p.name: p for p in back.archs["amd64"].packages} == {p.name: p for p in pkgs}
     assert back.archs["arm64"].release == "12.15"
-    assert not back.matches(DebianSpec(packages=("python3",)))
+    assert not back.matches(DebianSpec(suite="bookworm", packages=("python3",)))
     # other inputs: the old architectures are dropped
-    assert set(updated(back, DebianSpec(packages=("python3",)), amd).archs) == {"amd64"}
+    assert set(updated(back, DebianSpec(suite="bookworm", packages=("python3",)), amd).archs) == {"amd64"}
     path.write_text("version = 1\nsuite = \n")
     with pytest.raises(ConfigError, match="cannot read lock file"):
         LockFile.read(path)

@@ -39,10 +39,10 @@ GOLDEN = REPO / "tests" / "data" / "golden"
 def _debian() -> DebianBase:
     from ocibuild.debian.spec import DebianSpec
 
-    return DebianBase(spec=DebianSpec(suite="trixie", packages=("python3", "tini"), mirror="file:///srv/debian",
+    return DebianBase(spec=DebianSpec(suite="bookworm", packages=("python3", "tini"), mirror="file:///srv/debian",
                                       deb_dir=Path("/srv/debs"), components=("main", "contrib"), allow_unsigned=True,
                                       keyring=Path("/k.gpg"), exclude=("debconf",), merged_usr=False, slim=False,
-                                      user="0", security=True, security_mirror="http://127.0.0.1/sec"),
+                                      user="0", security=True, security_mirror="http://127.0.0.1/sec", bytecode=False),
                       lock=Path("debian.lock"), architectures=("amd64", "arm64", "armhf"))
 
 
@@ -69,7 +69,7 @@ FULL = BuildPlan(
                       interpreter="/usr/bin/python3",
                       python_version="3.13", libc="glibc", libc_version="2.41", index_url="http://127.0.0.1/simple",
                       extra_index_urls=("http://127.0.0.1/extra",), find_links=("/wheels",), no_index=True,
-                      max_layers=7, big_wheel_mb=2.5, bytecode=True),
+                      max_layers=7, big_wheel_mb=2.5, bytecode=False, package="api"),
     source_date_epoch=1700000000,
     uid=1000,
     gid=1001,

@@ -200,7 +200,7 @@ def test_unversioned_interpreter_takes_the_version_of_its_standard_library(store
               d("usr/local/lib/python3.13/site-packages"), f("usr/local/lib/python3.12/site-packages/x.py")]
     lower = [m for m in debian_members() if "python3" not in m[1] and m[1] != "var/lib/dpkg/status"]
     lower.append(f("var/lib/dpkg/status", DPKG_STATUS.split("\n\n")[0] + "\n"))  # libc6 only
-    target = detect_target(make_image(store, [lower + [f("usr/lib/python3.11/os.py")], python]))
+    target = detect_target(make_image(store, [[*lower, f("usr/lib/python3.11/os.py")], python]))
     assert (target.interpreter, target.version, target.full_version) == ("/usr/local/bin/python3", "3.13", "")
     assert target.tags()[0] == Tag("cp313", "cp313", "manylinux_2_36_x86_64")
     two = [*python, f("usr/local/lib/python3.12/os.py")]  # two standard libraries: cannot tell

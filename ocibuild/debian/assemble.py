@@ -34,7 +34,7 @@ from .resolve import Resolver
 from .sources import fetch_all, open_source
 from .spec import NONROOT_UID, DebianSpec, debian_arch
 
-RECIPE = "ocibuild-debian-layer-1"
+RECIPE = "ocibuild-debian-layer-2"
 PATH_ENV = f"PATH={DEFAULT_PATH}"
 GROUPS = ("core", "python", "rest")
 GROUP_TITLES = {"core": "C library and core shared libraries", "python": "Python runtime",

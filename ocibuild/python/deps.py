@@ -241,6 +241,8 @@ def dependency_layers(spec: PythonSpec, base: Image, store: ContentStore, projec
     pins, cached = resolve_pins(spec, target, index, project, store, session)
     note(f"python  {len(pins)} distributions pinned" + (" (resolution cached)" if cached else " (resolved with uv)"))
     wheels = [fetch_wheel(pin, target, index, store, session) for pin in pins]
+    if from_sdists := [w.filename for w in wheels if w.sdist is not None]:
+        note(f"python  from sdists, built on this machine: {', '.join(from_sdists)}")
     downloaded = sum(w.downloaded for w in wheels)
     if downloaded:
         note(f"python  downloaded {downloaded} wheels")

@@ -3,9 +3,11 @@
 The sdist is checked by sha256 (the requirements' ``--hash`` values, else the index's); its build
 requirements are pinned with hashes for this machine's Python (``uv pip compile``, from the same index /
 find-links settings as everything else, plus ``wheel``, which old setuptools asks for at build time);
-``uv build --wheel`` then builds it in an isolated environment held to those pins
-(``--build-constraints``), with ``SOURCE_DATE_EPOCH`` and ``PYTHONHASHSEED`` fixed. The wheel is stored
-by the sdist's sha256 and this build environment (uv, Python, CPU, C library, index settings).
+``uv build --wheel`` then builds the unpacked sdist in an isolated environment held to those pins
+(``--build-constraints``), with ``SOURCE_DATE_EPOCH`` and ``PYTHONHASHSEED`` fixed and the temporary
+build folder mapped to ``/ocibuild-build`` in compiled code (``-ffile-prefix-map``), so the same sdist
+gives the same wheel bytes. The wheel is stored by the sdist's sha256 and this build environment (uv,
+Python, CPU, C library, compiler variables, index settings).
 
 A pure wheel (``py3-none-any``) serves every target. One with compiled code serves only a target with
 this machine's CPU, Python major.minor and a C library at least as new as this machine's; anything
@@ -44,6 +46,8 @@ __all__ = ["BuildHost", "build_host", "build_requires", "wheel_from_sdist"]
 SDIST_VERSION = "ocibuild-sdist-1"
 BUILD_ENV = {"SOURCE_DATE_EPOCH": "315532800",  # 1980-01-01, the oldest time a zip member can carry
              "PYTHONHASHSEED": "0"}
+BUILD_ROOT = "/ocibuild-build"  # what compiled code records as the build folder
+COMPILER_VARIABLES = ("CC", "CXX", "CFLAGS", "CXXFLAGS", "CPPFLAGS", "LDFLAGS")
 DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0",)  # what uv (and pip) use for an sdist without [build-system]
 ALSO_PINNED = ("wheel",)  # asked for by get_requires_for_build_wheel of setuptools < 70.1
 
@@ -62,13 +66,14 @@ class BuildHost:
     libc: str  # "glibc" or "musl"
     libc_version: str
     uv: str  # "uv 0.13.9 (...)"
+    compiler: tuple[str, ...] = ()  # the COMPILER_VARIABLES of the environment, in that order
 
     @property
     def machine(self) -> str:
         return wheel_arch(self.platform)
 
     def key(self) -> list[str]:
-        return [self.full_version, self.machine, self.libc, self.libc_version, self.uv]
+        return [self.full_version, self.machine, self.libc, self.libc_version, self.uv, *self.compiler]
 
     def target(self) -> TargetPython:
         """This machine as a target: the wheels its build environments install."""
@@ -89,7 +94,8 @@ def build_host() -> BuildHost:
                         timeout=60).stdout.strip()
     return BuildHost(python=sys.executable, version=f"{sys.version_info[0]}.{sys.version_info[1]}",
                      full_version=_platform.python_version(), platform=host_platform(), libc=libc,
-                     libc_version=".".join(libc_version.split(".")[:2]), uv=uv)
+                     libc_version=".".join(libc_version.split(".")[:2]), uv=uv,
+                     compiler=tuple(os.environ.get(v, "") for v in COMPILER_VARIABLES))
 
 
 def _pyproject_text(sdist: Path) -> str | None:
@@ -128,12 +134,41 @@ def build_requires(sdist: Path) -> list[str]:
     return [str(r) for r in requires] if isinstance(requires, list) else list(DEFAULT_BUILD_REQUIRES)
 
 
+def _build_env(work: Path) -> dict[str, str]:
+    """Variables that make a build reproducible: fixed time and hash seed, build folder mapped."""
+    env = dict(BUILD_ENV)
+    for var in ("CFLAGS", "CXXFLAGS"):
+        env[var] = f"{os.environ.get(var, '')} -ffile-prefix-map={work}={BUILD_ROOT}".strip()
+    return env
+
+
+def _unpack(sdist: Path, dest: Path) -> Path:
+    """Unpack the sdist into ``dest`` (no member may leave it); its one top-level folder."""
+    try:
+        if sdist.name.endswith(".zip"):
+            with zipfile.ZipFile(sdist) as zf:
+                if any(n.startswith("/") or ".." in n.split("/") for n in zf.namelist()):
+                    raise ResolutionError(f"{sdist.name} has members outside its folder; it is not a valid sdist")
+                zf.extractall(dest)
+        else:
+            with tarfile.open(sdist, "r:gz") as tf:
+                tf.extractall(dest, filter="data")
+    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile) as exc:
+        raise ResolutionError(f"{sdist.name} cannot be unpacked ({exc}); check the file in the index or "
+                              "wheelhouse, or put a wheel of it in a wheelhouse (--find-links DIR)") from None
+    tops = list(dest.iterdir())
+    if len(tops) != 1 or not tops[0].is_dir():
+        raise ResolutionError(f"{sdist.name} does not hold exactly one top-level folder; it is not a valid sdist: "
+                              "put a wheel of it in a wheelhouse (--find-links DIR)")
+    return tops[0]
+
+
 def _uv(args: list[str], what: str, cwd: Path, *, build: bool = False) -> str:
     """Run uv with only our settings (no ``UV_*`` variable, no uv.toml); errors say what to do."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
     env["UV_NO_PROGRESS"] = "1"
     if build:
-        env.update(BUILD_ENV)
+        env.update(_build_env(cwd))
     proc = subprocess.run([uv_binary(), "--no-config", *args], capture_output=True, text=True, cwd=cwd, env=env,
                           timeout=1800, check=False, umask=0o022)
     if proc.returncode == 0:
@@ -170,8 +205,9 @@ def _build(sdist: Path, requirements: tuple[Pin, ...], host: BuildHost, index: I
                                                                        sorted(p.hashes)) + "\n"
                                    for p in requirements))
     out = work / "out"
+    tree = _unpack(sdist, work / "src")
     _uv(["build", "--wheel", "--out-dir", str(out), "--python", host.python, "--build-constraints",
-         str(constraints), *index.uv_args(), str(sdist)], f"building a wheel of {label} from {sdist.name}", work,
+         str(constraints), *index.uv_args(), str(tree)], f"building a wheel of {label} from {sdist.name}", work,
         build=True)
     wheels = sorted(out.glob("*.whl"))
     if len(wheels) != 1:

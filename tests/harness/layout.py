@@ -129,7 +129,8 @@ def image_layers(layout: Path, tag: str, *, arch: str | None = None) -> list[tup
     desc = tag_descriptor(layout, tag)
     manifest = json.loads(read_blob(layout, desc["digest"]))
     if "manifests" in manifest:
-        entries = [m for m in manifest["manifests"] if arch is None or m.get("platform", {}).get("architecture") == arch]
+        entries = [m for m in manifest["manifests"]
+                   if arch is None or m.get("platform", {}).get("architecture") == arch]
         if len(entries) != 1:
             raise AssertionError(f"{layout}:{tag}: {len(entries)} index entries for architecture {arch!r}")
         manifest = json.loads(read_blob(layout, entries[0]["digest"]))
