@@ -28,6 +28,7 @@ BENCHMARKS = {
     "multiarch": "python3 benchmarks/multiarch.py",
     "debian_base": "python3 benchmarks/debian_base.py",
     "e2e": "python3 benchmarks/e2e.py",
+    "cold_start": "python3 benchmarks/cold_start.py",
 }
 
 
@@ -136,6 +137,16 @@ def headlines(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                                      f"{t['ocibuild'][key]['seconds']:.2f}", "buildah --platform --manifest + push",
                                      f"{t['buildah'][key]['seconds']:.2f}",
                                      t["buildah"][key]["seconds"] / t["ocibuild"][key]["seconds"]))
+    if "cold_start" in results:
+        r = results["cold_start"]
+        with get("cold_start"):
+            s = r["starts_seconds"]
+            for key, label in (("server_first_answer", "iris server: container start -> first HTTP answer"),
+                               ("import_pandas", "cold `python -c \"import pandas\"` in the container")):
+                on = s[key]["ocibuild"]["median"]
+                for other, tool in (("ocibuild-nopyc", "ocibuild, bytecode = false"), ("pip", "buildah + pip")):
+                    rows.append(_row("cold_start", f"{label}, s (median)", f"{on:.2f}", tool,
+                                     f"{s[key][other]['median']:.2f}", s[key][other]["median"] / on))
     return rows
 
 

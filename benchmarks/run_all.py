@@ -4,11 +4,11 @@
     python3 benchmarks/run_all.py [--out benchmarks/results] [--only e2e,layers] [--skip debian_base] [--quick]
 
 Benchmarks (each writes results/NAME.md and results/NAME.json; see benchmarks/README.md): layers,
-registry_push, python_deps, multiarch, debian_base, e2e. A benchmark that fails is recorded (exit code, the
+registry_push, python_deps, multiarch, debian_base, e2e, cold_start. A benchmark that fails is recorded (exit code, the
 tail of its output in summary.json) and the others still run; the exit code is then 1. --quick uses smaller
 inputs (for trying the harness, not for publishing). Nothing is asserted about timing.
 
-Takes ~20 minutes on 2 cores (e2e alone ~10; the first run also makes the cached Debian bases with
+Takes ~26 minutes on 2 cores (e2e alone ~10, cold_start ~6; the first run also makes the cached Debian bases with
 mmdebstrap, a few more minutes for arm64 under qemu).
 """
 
@@ -34,6 +34,7 @@ ARGS: dict[str, tuple[list[str], list[str]]] = {
     "multiarch": ([], []),
     "debian_base": ([], ["--variants", "minbase"]),
     "e2e": ([], ["--big-mb", "256"]),
+    "cold_start": ([], ["--starts", "2", "--builds", "1"]),
 }
 
 

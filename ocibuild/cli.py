@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -46,11 +47,14 @@ class _Reporter:
         self.tty = sys.stderr.isatty()
         self._last = 0.0
         self._started: dict[str, float] = {}
+        self._lock = threading.Lock()  # events come from several upload threads: one whole line at a time
 
     def _line(self, text: str) -> None:
         if self.tty:
             text = "\r\x1b[K" + text
-        print(text, file=sys.stderr, flush=True)
+        with self._lock:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
 
     def __call__(self, event: Event) -> None:
         if self.quiet:

@@ -45,7 +45,8 @@ def test_requirement_lines_are_pinned_for_their_target(text: str, arch: str, ver
 
 def test_line_whose_marker_is_false_everywhere_gives_no_pin_and_bad_marker_is_named() -> None:
     assert parse_requirements('colorama==0.4.6 ; sys_platform == "win32"\n', marker_environment(target())) == {}
-    with pytest.raises(ConfigError, match=r"requirements.txt: environment marker .python_version << .3.. cannot be evaluated .*; fix it"):
+    with pytest.raises(ConfigError, match=r"requirements.txt: environment marker .python_version << .3.. cannot "
+                                          r"be evaluated .*; fix it"):
         parse_requirements("six==1.17.0 ; python_version << '3'\n", marker_environment(target()),
                            source="requirements.txt")
 
@@ -78,49 +79,51 @@ def ocibuild(project: Path, *args: str, store: Path) -> dict[str, object]:
     return result
 
 
-def six_by_arch(layout: Path) -> dict[str, set[str]]:
-    return {arch: {d for d in dist_infos(paths) if d.startswith("six-")}
+def installed(layout: Path) -> dict[str, set[str]]:
+    """Architecture -> the six and iniconfig dist-info folders in that image's layers."""
+    return {arch: {d for d in dist_infos(paths) if d.startswith(("six-", "iniconfig-"))}
             for arch, paths in image_paths(layout, "t").items()}
 
 
-def app(folder: Path, requirements: str, build_file: str) -> Path:
+# six pinned per CPU, iniconfig per Python version: 1.16.0 / 1.15.0 and 2.0.0 (< 3.12) / 2.1.0
+PINS = (BY_MACHINE + 'iniconfig==2.0.0 ; python_version < "3.12"\n'
+        'iniconfig==2.1.0 ; python_version >= "3.12"\n')
+ON_313 = {"amd64": {"six-1.16.0.dist-info", "iniconfig-2.1.0.dist-info"},
+          "arm64": {"six-1.15.0.dist-info", "iniconfig-2.1.0.dist-info"}}
+TWO_PLATFORMS = 'platforms = ["linux/amd64", "linux/arm64"]\n'
+
+
+def app(folder: Path, build_file: str) -> Path:
     folder.mkdir()
-    (folder / "requirements.txt").write_text(requirements)
-    (folder / "app.py").write_text("import six\nprint(six.__version__)\n")
+    (folder / "requirements.txt").write_text(PINS)
+    (folder / "app.py").write_text("import six, iniconfig\n")
     (folder / "ocibuild.toml").write_text(build_file)
     return folder
 
 
 @pytest.mark.slow
-def test_pins_per_cpu_in_a_two_platform_index(tmp_path: Path, store: Path) -> None:
-    project = app(tmp_path / "app", BY_MACHINE, 'platforms = ["linux/amd64", "linux/arm64"]\n'
-                                                '[python]\nrequirements = "requirements.txt"\n' + TRIXIE)
+def test_pins_per_cpu_and_python_in_a_two_platform_index(tmp_path: Path, store: Path) -> None:
+    project = app(tmp_path / "app", TWO_PLATFORMS + '[python]\nrequirements = "requirements.txt"\n' + TRIXIE)
     ocibuild(project, "--output", f"oci:{tmp_path / 'req'}:t", store=store)
-    assert six_by_arch(tmp_path / "req") == {"amd64": {"six-1.16.0.dist-info"}, "arm64": {"six-1.15.0.dist-info"}}
+    assert installed(tmp_path / "req") == ON_313
 
     # the same pins as a uv project: uv lock forks on the markers, uv export keeps them
-    (project / "requirements.txt").unlink()
-    (project / "pyproject.toml").write_text(
-        '[project]\nname = "app"\nversion = "1"\nrequires-python = ">=3.11"\ndependencies = [\n'
-        '  "six==1.16.0 ; platform_machine == \'x86_64\'",\n  "six==1.15.0 ; platform_machine == \'aarch64\'",\n]\n')
+    deps = "".join(f"  {json.dumps(line)},\n" for line in PINS.splitlines())
+    (project / "pyproject.toml").write_text('[project]\nname = "app"\nversion = "1"\nrequires-python = ">=3.11"\n'
+                                            f"dependencies = [\n{deps}]\n")
     from ocibuild.python.resolve import uv_binary
 
     subprocess.run([uv_binary(), "lock", "--quiet"], cwd=project, check=True, timeout=300)
-    (project / "ocibuild.toml").write_text('platforms = ["linux/amd64", "linux/arm64"]\n'
-                                           '[python]\nlock = "uv.lock"\n' + TRIXIE)
+    (project / "requirements.txt").unlink()
+    (project / "ocibuild.toml").write_text(TWO_PLATFORMS + '[python]\nlock = "uv.lock"\n' + TRIXIE)
     ocibuild(project, "--output", f"oci:{tmp_path / 'lock'}:t", store=store)
-    assert six_by_arch(tmp_path / "lock") == {"amd64": {"six-1.16.0.dist-info"}, "arm64": {"six-1.15.0.dist-info"}}
+    assert installed(tmp_path / "lock") == ON_313
 
 
 @pytest.mark.slow
-def test_pins_per_python_version_on_311_and_313_bases(tmp_path: Path, store: Path,
-                                                      debian_python_layout: Path) -> None:
-    project = app(tmp_path / "app", BY_PYTHON, '[python]\nrequirements = "requirements.txt"\n' + TRIXIE)
-    on_313 = ocibuild(project, "--platform", "linux/amd64", "--output", f"oci:{tmp_path / 'trixie'}:t",
-                      store=store)
-    on_311 = ocibuild(project, "--base", f"oci:{debian_python_layout}:bookworm-py",
+def test_pins_per_python_version_on_a_311_base(tmp_path: Path, store: Path, debian_python_layout: Path) -> None:
+    project = app(tmp_path / "app", '[python]\nrequirements = "requirements.txt"\n')
+    result = ocibuild(project, "--base", f"oci:{debian_python_layout}:bookworm-py",
                       "--output", f"oci:{tmp_path / 'bookworm'}:t", store=store)
-    python = [r["python"] for r in (on_313, on_311)]
-    assert [p["target"]["interpreter"] for p in python] == ["/usr/bin/python3.13", "/usr/bin/python3.11"]  # type: ignore[index]
-    assert six_by_arch(tmp_path / "trixie") == {"amd64": {"six-1.17.0.dist-info"}}
-    assert six_by_arch(tmp_path / "bookworm") == {"amd64": {"six-1.16.0.dist-info"}}
+    assert result["python"]["target"]["interpreter"] == "/usr/bin/python3.11"  # type: ignore[index]
+    assert installed(tmp_path / "bookworm") == {"amd64": {"six-1.16.0.dist-info", "iniconfig-2.0.0.dist-info"}}

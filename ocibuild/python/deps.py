@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -258,10 +259,18 @@ def dependency_layers(spec: PythonSpec, base: Image, store: ContentStore, projec
     layout_key = json.dumps([DEPS_VERSION, layout.prefix, layout.python_version, layout.interpreter])
     add("venv", f"venv {layout_key}", lambda: venv_entries(layout), ())
     compiled = f" bytecode {compiler.identity}" if compiler is not None else ""
-    for label, group in group_wheels(wheels, spec):
+
+    def one(label: str, group: list[FetchedWheel]) -> DepsLayer:
+        start = time.monotonic()
         key = f"wheels {layout_key} {sorted(w.sha256 for w in group)}{compiled}"
-        add(label, key, lambda group=group: _entries(group, layout, compiler),  # type: ignore[misc]
-            tuple(f"{w.pin.name}=={w.pin.version}" for w in group))
+        built = keyed_layer(key, lambda: _entries(group, layout, compiler), store, compression=compression,
+                            options=options)
+        return DepsLayer(label=label, built=built, wheels=tuple(f"{w.pin.name}=={w.pin.version}" for w in group),
+                         seconds=time.monotonic() - start)
+
+    # layers are independent (install, compile in their own process, compress): build them side by side
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        layers += list(pool.map(lambda item: one(*item), group_wheels(wheels, spec)))
     if spec.project:
         with tempfile.TemporaryDirectory(prefix="ocibuild-project-") as td:
             own = project_wheels(spec, project, Path(td), target, index)
