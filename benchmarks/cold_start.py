@@ -494,7 +494,8 @@ def write_reports(r: dict[str, Any], out: Path) -> None:
     base_added = bon["median_seconds"] - boff["median_seconds"]
     lines += ["", f"Where the build time goes: the dependency layers compile {n_deps} `.py` files in "
               f"+{dep_added:.1f} s "
-              f"({1000 * dep_added / n_deps:.1f} ms a file, one process per layer, layers one after another); the "
+              f"({1000 * dep_added / n_deps:.1f} ms a file, one process per layer; per-layer times summed, "
+              "the layers are built side by side); the "
               f"base compiles {n_std} standard-library files in +{base_added:.1f} s, which includes unpacking the "
               "base's own interpreter (core + Python packages) into a folder to run it from. `python -c pass` barely "
               "changes without `.pyc`: the modules the interpreter needs to start (site, os, encodings, ...) are "
