@@ -121,7 +121,8 @@ def test_python_under_usr_local(tmp_path: Path, cache: Path) -> None:
     app = ("import os, sys, markupsafe\nfrom markupsafe import _speedups\n"
            "home = [x.strip() for x in open(sys.prefix + '/pyvenv.cfg') if x.startswith('home')]\n"
            "print(sys.version_info[:2], sys.base_prefix, sys.prefix, home, os.readlink(sys.prefix + '/bin/python'),\n"
-           "      os.path.exists('/usr/bin/python3'), os.path.basename(_speedups.__file__), markupsafe.escape('<'))\n")
+           "      os.path.exists('/usr/bin/python3'), os.path.basename(_speedups.__file__), markupsafe.escape('<'),\n"
+           "      os.path.exists(markupsafe.__cached__))\n")  # compiled by the base's /usr/local interpreter
     proj = project(tmp_path / "app", app, "markupsafe==3.0.2\n", f'base = "oci:{tmp_path / "local"}:py"\n')
     out = tmp_path / "img"
     result = json.loads(ocibuild_cli("build", proj, "--json", "--output", f"oci:{out}:v1", cache=cache).stdout)
@@ -131,4 +132,4 @@ def test_python_under_usr_local(tmp_path: Path, cache: Path) -> None:
     run = run_image(out, "v1")
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == ("(3, 13) /usr/local /opt/venv ['home = /usr/local/bin'] /usr/local/bin/python3.13 "
-                                  "False _speedups.cpython-313-x86_64-linux-gnu.so &lt;")
+                                  "False _speedups.cpython-313-x86_64-linux-gnu.so &lt; True")
