@@ -309,8 +309,8 @@ def needed_for_compiler(path: str) -> bool:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RootEntry:
-    """One path to create under a root: ``kind`` file/dir/symlink/hardlink; ``write`` copies a file's
-    bytes into an open file; ``linkname`` is a link's target (a hard link's as an image path)."""
+    """One path to create under a root: ``kind`` file/dir/symlink; ``write`` copies a file's bytes into
+    an open file; ``linkname`` is a symlink's target (hard links come as files)."""
 
     path: str
     kind: str
@@ -321,7 +321,6 @@ class RootEntry:
 
 def materialize(entries: Iterable[RootEntry], root: Path) -> None:
     """Create ``entries`` under ``root`` (absolute symlinks made relative, so nothing points out)."""
-    later: list[RootEntry] = []
     for e in entries:
         rel = e.path.strip("/")
         if not rel or ".." in rel.split("/"):
@@ -329,9 +328,6 @@ def materialize(entries: Iterable[RootEntry], root: Path) -> None:
         dest = root / rel
         if e.kind == "dir":
             dest.mkdir(parents=True, exist_ok=True)
-            continue
-        if e.kind == "hardlink":
-            later.append(e)
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.is_symlink() or dest.is_file():
@@ -347,13 +343,6 @@ def materialize(entries: Iterable[RootEntry], root: Path) -> None:
             with dest.open("wb") as f:
                 e.write(f)
             os.chmod(dest, (e.mode & 0o755) | 0o600)
-    for e in later:
-        source = _inside(root, e.linkname)
-        dest = root / e.path.strip("/")
-        if source is not None and source.is_file() and not dest.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, dest)
-            os.chmod(dest, source.stat().st_mode & 0o777)
 
 
 def tar_root_entries(entries: Iterable[TarEntry]) -> Iterator[RootEntry]:

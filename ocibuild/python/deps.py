@@ -108,10 +108,10 @@ def group_wheels(wheels: list[FetchedWheel], spec: PythonSpec) -> list[tuple[str
     return groups
 
 
-def _entries(wheels: list[FetchedWheel], layout: VenvLayout, compiler: Compiler | None = None) -> list[TarEntry]:
+def _entries(wheels: list[Path], layout: VenvLayout, compiler: Compiler | None = None) -> list[TarEntry]:
     by_path: dict[str, TarEntry] = {}
-    for w in wheels:
-        for e in wheel_entries(w.path, layout):
+    for wheel in wheels:
+        for e in wheel_entries(wheel, layout):
             by_path[e.path] = e  # two distributions shipping one file: the later one wins, as pip would
     return _compiled(list(by_path.values()), layout, compiler)
 
@@ -219,11 +219,6 @@ def project_wheels(spec: PythonSpec, project: Path, out: Path, target: TargetPyt
     return [build_project_wheel(folder, out / str(i), index) for i, folder in enumerate(folders)]
 
 
-def _project_entries(wheels: list[Path], layout: VenvLayout) -> list[TarEntry]:
-    by_path = {e.path: e for wheel in wheels for e in wheel_entries(wheel, layout)}
-    return list(by_path.values())
-
-
 def dependency_layers(spec: PythonSpec, base: Image, store: ContentStore, project: Path, *,
                       compression: Compression, session: requests.Session | None = None,
                       note: Callable[[str], None] = lambda _: None,
@@ -251,31 +246,28 @@ def dependency_layers(spec: PythonSpec, base: Image, store: ContentStore, projec
     compiler = _compiler(spec, target, base, compiler_base, store, note)
     layers: list[DepsLayer] = []
 
-    def add(label: str, key: str, make: Callable[[], list[TarEntry]], names: tuple[str, ...]) -> None:
+    def keyed(label: str, key: str, make: Callable[[], list[TarEntry]], names: tuple[str, ...]) -> DepsLayer:
         start = time.monotonic()
         built = keyed_layer(key, make, store, compression=compression, options=options)
-        layers.append(DepsLayer(label=label, built=built, wheels=names, seconds=time.monotonic() - start))
+        return DepsLayer(label=label, built=built, wheels=names, seconds=time.monotonic() - start)
 
     layout_key = json.dumps([DEPS_VERSION, layout.prefix, layout.python_version, layout.interpreter])
-    add("venv", f"venv {layout_key}", lambda: venv_entries(layout), ())
+    layers.append(keyed("venv", f"venv {layout_key}", lambda: venv_entries(layout), ()))
     compiled = f" bytecode {compiler.identity}" if compiler is not None else ""
 
-    def one(label: str, group: list[FetchedWheel]) -> DepsLayer:
-        start = time.monotonic()
-        key = f"wheels {layout_key} {sorted(w.sha256 for w in group)}{compiled}"
-        built = keyed_layer(key, lambda: _entries(group, layout, compiler), store, compression=compression,
-                            options=options)
-        return DepsLayer(label=label, built=built, wheels=tuple(f"{w.pin.name}=={w.pin.version}" for w in group),
-                         seconds=time.monotonic() - start)
+    def group_layer(label: str, group: list[FetchedWheel]) -> DepsLayer:
+        return keyed(label, f"wheels {layout_key} {sorted(w.sha256 for w in group)}{compiled}",
+                     lambda: _entries([w.path for w in group], layout, compiler),
+                     tuple(f"{w.pin.name}=={w.pin.version}" for w in group))
 
     # layers are independent (install, compile in their own process, compress): build them side by side
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-        layers += list(pool.map(lambda item: one(*item), group_wheels(wheels, spec)))
+        layers += list(pool.map(lambda item: group_layer(*item), group_wheels(wheels, spec)))
     if spec.project:
         with tempfile.TemporaryDirectory(prefix="ocibuild-project-") as td:
             own = project_wheels(spec, project, Path(td), target, index)
             start = time.monotonic()
-            entries = _compiled(_project_entries(own, layout), layout, compiler)
+            entries = _entries(own, layout, compiler)
             built = build_layer(entries, store, compression=compression, options=TarOptions(mtime=DEPS_MTIME))
             layers.append(DepsLayer(label="project", built=built, wheels=tuple(w.name for w in own),
                                     seconds=time.monotonic() - start))
