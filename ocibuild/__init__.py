@@ -25,6 +25,7 @@ from .config import Overrides, load_plan
 from .errors import (
     ConfigError,
     DigestMismatch,
+    DiskFull,
     ImageNotFound,
     LayerError,
     OcibuildError,
@@ -64,6 +65,7 @@ __all__ = [
     "DebianBase",
     "Digest",
     "DigestMismatch",
+    "DiskFull",
     "DockerArchive",
     "DockerArchiveSink",
     "Event",

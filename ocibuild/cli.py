@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import getpass
 import json
 import logging
@@ -416,7 +417,7 @@ KEY_FLAGS = {"python.interpreter": "--python", "python.python_version": "--pytho
 def _with_flags(message: str) -> str:
     """Name the flag beside each build-file key an error mentions (``python.interpreter (--python)``)."""
     for key, flag in KEY_FLAGS.items():
-        message = re.sub(rf"(?<![\w.]){re.escape(key)}(?![\w.])", f"{key} ({flag})", message)
+        message = re.sub(rf"(?<![\w.]){re.escape(key)}(?![\w.\[])", f"{key} ({flag})", message)
     return message
 
 
@@ -446,6 +447,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         where = f" {exc.filename}" if exc.filename else ""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            print(f"ocibuild: error: no space left on device while writing{where or ' an output'}; free space "
+                  "there, or choose another --cache-dir or output", file=sys.stderr)
+            return 1
         print(f"ocibuild: error: cannot access{where}: {exc.strerror or exc}; check the path and its permissions",
               file=sys.stderr)
         return 1

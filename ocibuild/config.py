@@ -10,16 +10,17 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from .errors import ConfigError, LayerError
+from .errors import ConfigError, InvalidValue, LayerError
 from .layers.compress import Compression
-from .plan import BuildPlan, ImageSettings, LayerSpec, PythonSpec
+from .plan import BuildPlan, ImageSettings, LayerSpec, PythonSpec, check_no_nul, check_setting
 from .records import field_names
 from .spec import Platform
 from .timestamps import source_date_epoch
 from .transports import DebianBase, Location, parse_location
 
+T = TypeVar("T")
 BUILD_FILE = "ocibuild.toml"
 TOP_KEYS = ("base", "platform", "platforms", "entrypoint", "cmd", "workdir", "user", "env", "labels", "annotations",
             "ports", "volumes", "stop_signal", "layers", "compression", "outputs", "python")
@@ -60,6 +61,16 @@ def _unknown(keys: Sequence[str], valid: Sequence[str], where: str) -> None:
             close = difflib.get_close_matches(key, valid, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
             raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+
+
+def _checked(name: str, value: T, where: str, key: str | None = None) -> T:
+    """``value`` for ``ImageSettings.<name>``, checked as the OCI specs require (``ConfigError`` naming
+    ``where`` and the key otherwise)."""
+    try:
+        check_setting(name, value, key)
+    except InvalidValue as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return value
 
 
 def read_build_file(project: Path, config_file: Path | None = None) -> tuple[dict[str, Any], str]:
@@ -158,8 +169,11 @@ def _layers(value: Any, where: str) -> list[LayerSpec]:
         dest = _str(item["dest"], "dest", at)
         if not dest.startswith("/"):
             raise ConfigError(f"{at}: dest {dest!r} must be an absolute path in the image, e.g. '/app'")
-        out.append(LayerSpec(src=Path(_str(item["src"], "src", at)), dest=dest, exclude=tuple(exclude),
-                             name=str(item.get("name", ""))))
+        try:
+            out.append(LayerSpec(src=Path(_str(item["src"], "src", at)), dest=dest, exclude=tuple(exclude),
+                                 name=_str(item.get("name", ""), "name", at)))
+        except InvalidValue as exc:
+            raise ConfigError(f"{at}: {exc}") from None
     return out
 
 
@@ -181,7 +195,10 @@ def _cli_layer(text: str, project: Path) -> LayerSpec:
     src, sep, dest = text.rpartition(":")
     if not sep or not src or not dest.startswith("/"):
         raise ConfigError(f"--layer {text!r}: expected SRC:DEST with an absolute DEST, e.g. 'models:/models'")
-    return LayerSpec(src=(project / src).absolute(), dest=dest)
+    try:
+        return LayerSpec(src=(project / src).absolute(), dest=dest)
+    except InvalidValue as exc:
+        raise ConfigError(f"--layer {text!r}: {exc}") from None
 
 
 def _location(text: str, project: Path | None, what: str) -> Location:
@@ -232,7 +249,7 @@ def _debian_base(table: dict[str, Any], project: Path, where: str) -> DebianBase
     if "mirror" in t:
         kwargs["mirror"] = _str(t["mirror"], "mirror", at)
     if "deb_dir" in t:
-        kwargs["deb_dir"] = project / _str(t["deb_dir"], "deb_dir", at)
+        kwargs["deb_dir"] = project.absolute() / _str(t["deb_dir"], "deb_dir", at)
     for flag in ("allow_unsigned", "security", "bytecode"):
         if flag in t:
             if not isinstance(t[flag], bool):
@@ -244,7 +261,7 @@ def _debian_base(table: dict[str, Any], project: Path, where: str) -> DebianBase
             platform_for(arch)
         except ConfigError as exc:
             raise ConfigError(f"{at}: {exc}") from None
-    lock = project / _str(t["lock"], "lock", at) if "lock" in t else None
+    lock = project.absolute() / _str(t["lock"], "lock", at) if "lock" in t else None
     from .debianspec import DebianSpec
 
     return DebianBase(spec=DebianSpec(**kwargs), lock=lock, architectures=arches)
@@ -281,10 +298,12 @@ def _python_spec(data: Any, overrides: Overrides, project: Path, where: str) -> 
         raise ConfigError(f'{at} must be a table, e.g. [python] requirements = "requirements.txt"')
     _unknown(list(table), PYTHON_KEYS, at)
 
+    root = project.absolute()  # build-file paths are relative to the project folder, wherever ocibuild runs
+
     def path(key: str, cli_value: str | None = None) -> Path | None:
         if cli_value:
             return Path(cli_value).absolute()
-        return project / _str(table[key], key, at) if key in table else None
+        return root / _str(table[key], key, at) if key in table else None
 
     requirements, lock = path("requirements", overrides.requirements), path("lock")
     if requirements is not None and lock is not None:
@@ -308,8 +327,8 @@ def _python_spec(data: Any, overrides: Overrides, project: Path, where: str) -> 
     big_wheel_mb = table.get("big_wheel_mb", 8.0)
     if isinstance(big_wheel_mb, bool) or not isinstance(big_wheel_mb, int | float) or big_wheel_mb <= 0:
         raise ConfigError(f"{at}: big_wheel_mb must be a positive number of megabytes (e.g. 8)")
-    links = [str(project / x) if "://" not in x else x
-             for x in _str_list(table.get("find_links", []), "find_links", at)]
+    # joined once with the project folder, made absolute: uv runs in the project folder, this process need not
+    links = [str(root / x) if "://" not in x else x for x in _str_list(table.get("find_links", []), "find_links", at)]
     links += [str(Path(x).absolute()) if "://" not in x else x for x in overrides.find_links]
     no_index = True if overrides.no_index else table.get("no_index")
     if no_index is not None and not isinstance(no_index, bool):
@@ -325,12 +344,16 @@ def _python_spec(data: Any, overrides: Overrides, project: Path, where: str) -> 
     venv = opt.pop("venv", "/opt/venv")
     if not venv.startswith("/"):
         raise ConfigError(f"{at}: venv {venv!r} must be an absolute path in the image")
-    return PythonSpec(requirements=requirements, lock=lock, project=install_project, package=package, venv=venv,
-                      interpreter=opt.get("interpreter"), python_version=opt.get("python_version"),
-                      libc=opt.get("libc"), libc_version=opt.get("libc_version"), index_url=opt.get("index_url", ""),
-                      extra_index_urls=_str_list(table.get("extra_index_urls", []), "extra_index_urls", at),
-                      find_links=tuple(links), no_index=no_index, max_layers=max_layers, bytecode=bytecode,
-                      big_wheel_mb=float(big_wheel_mb))
+    try:
+        return PythonSpec(requirements=requirements, lock=lock, project=install_project, package=package, venv=venv,
+                          interpreter=opt.get("interpreter"), python_version=opt.get("python_version"),
+                          libc=opt.get("libc"), libc_version=opt.get("libc_version"),
+                          index_url=opt.get("index_url", ""),
+                          extra_index_urls=_str_list(table.get("extra_index_urls", []), "extra_index_urls", at),
+                          find_links=tuple(links), no_index=no_index, max_layers=max_layers, bytecode=bytecode,
+                          big_wheel_mb=float(big_wheel_mb))
+    except InvalidValue as exc:
+        raise ConfigError(f"{at}: {exc}") from None
 
 
 def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), config_file: Path | None = None,
@@ -343,6 +366,10 @@ def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), co
     project = Path(project_dir)
     data, where = read_build_file(project, config_file)
     where = where or str(project)
+    try:
+        check_no_nul(data, "")  # a NUL in a path or a tar header name would silently cut it short
+    except InvalidValue as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     _unknown(list(data), TOP_KEYS, where)
 
     base_text = overrides.base if overrides.base is not None else data.get("base")
@@ -394,26 +421,40 @@ def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), co
 
     def cmd(key: str, cli: str | None) -> tuple[str, ...] | None:
         if cli is not None:
-            return _command(cli, f"--{key}", "command line")
-        return _command(data[key], key, where) if key in data else None
+            return _checked(key, _command(cli, f"--{key}", "command line"), "command line", f"--{key}")
+        return _checked(key, _command(data[key], key, where), where) if key in data else None
 
-    workdir = overrides.workdir or (_str(data["workdir"], "workdir", where) if "workdir" in data else None)
+    def setting(name: str, cli: str | None, flag: str) -> str | None:
+        """A setting from its flag, else from the build file (None: neither), checked where it was given."""
+        if cli:
+            return _checked(name, cli, "command line", flag)
+        return _checked(name, _str(data[name], name, where), where) if name in data else None
+
+    def table(name: str, pairs: Sequence[str], flag: str) -> dict[str, str]:
+        return {**_checked(name, _table(data.get(name, {}), name, where), where),
+                **_checked(name, _pairs(pairs, flag), "command line", flag)}
+
+    workdir = setting("workdir", overrides.workdir, "--workdir")
     if workdir is None and layers and "layers" not in data and not overrides.layers:
         workdir = DEFAULT_APP_DIR
-    ports = [_port(p, where) for p in data.get("ports", [])] + [_port(p, "--port") for p in overrides.ports]
-    settings = ImageSettings(
-        entrypoint=cmd("entrypoint", overrides.entrypoint),
-        cmd=cmd("cmd", overrides.cmd),
-        workdir=workdir,
-        user=overrides.user or (_str(data["user"], "user", where) if "user" in data else None),
-        env={**_table(data.get("env", {}), "env", where), **_pairs(overrides.env, "--env")},
-        labels={**_table(data.get("labels", {}), "labels", where), **_pairs(overrides.labels, "--label")},
-        annotations={**_table(data.get("annotations", {}), "annotations", where),
-                     **_pairs(overrides.annotations, "--annotation")},
-        ports=tuple(dict.fromkeys(ports)),
-        volumes=tuple(_str(v, "volumes", where) for v in data.get("volumes", [])),
-        stop_signal=_str(data["stop_signal"], "stop_signal", where) if "stop_signal" in data else None,
-    )
+    raw_ports = data.get("ports", [])
+    raw_ports = raw_ports if isinstance(raw_ports, list) else [raw_ports]
+    ports = [_port(p, where) for p in raw_ports] + [_port(p, "--port") for p in overrides.ports]
+    try:
+        settings = ImageSettings(
+            entrypoint=cmd("entrypoint", overrides.entrypoint),
+            cmd=cmd("cmd", overrides.cmd),
+            workdir=workdir,
+            user=setting("user", overrides.user, "--user"),
+            env=table("env", overrides.env, "--env"),
+            labels=table("labels", overrides.labels, "--label"),
+            annotations=table("annotations", overrides.annotations, "--annotation"),
+            ports=tuple(dict.fromkeys(ports)),
+            volumes=_checked("volumes", _str_list(data.get("volumes", []), "volumes", where), where),
+            stop_signal=setting("stop_signal", None, ""),
+        )
+    except InvalidValue as exc:  # every value was checked above; kept so no path can skip the checks
+        raise ConfigError(f"{where}: {exc}") from None
     compression_text = overrides.compression or data.get("compression", "gzip")
     try:
         compression = Compression.parse(_str(compression_text, "compression", where))
@@ -426,16 +467,19 @@ def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), co
         if isinstance(raw_outputs, str):
             raw_outputs = [raw_outputs]
         outputs = [_location(_str(o, "outputs", where), project, "outputs") for o in raw_outputs]
-    return BuildPlan(
-        project_dir=project,
-        base=base,
-        bases=base_by_platform,
-        platforms="all" if all_platforms else tuple(platforms),
-        layers=tuple(_inside(spec, project) for spec in layers),
-        settings=settings,
-        compression=compression,
-        outputs=tuple(outputs),
-        python=python,
-        source_date_epoch=source_date_epoch(environ),
-    )
+    try:
+        return BuildPlan(
+            project_dir=project,
+            base=base,
+            bases=base_by_platform,
+            platforms="all" if all_platforms else tuple(platforms),
+            layers=tuple(_inside(spec, project) for spec in layers),
+            settings=settings,
+            compression=compression,
+            outputs=tuple(outputs),
+            python=python,
+            source_date_epoch=source_date_epoch(environ),
+        )
+    except InvalidValue as exc:  # a NUL byte in a command-line value or the project path
+        raise ConfigError(f"{where}: {exc}") from None
 

@@ -2,8 +2,10 @@
 
 OcibuildError
 ├── ConfigError              build file, plan or command-line values are wrong
+│   └── InvalidValue         a value the OCI image / runtime spec does not allow (also a ValueError)
 ├── SourceError              a base image or a layer source cannot be read
 │   ├── ImageNotFound        the base (or its tag / platform) does not exist
+│   ├── MalformedImage       a base's documents or layers break the image spec (types, media types, diff_ids)
 │   ├── RemoteFileNotFound   a package mirror answered but has no such file
 │   └── SignatureError       a package mirror's release file fails signature verification
 ├── ResolutionError          dependencies (Python or Debian packages) cannot be resolved or fetched
@@ -12,6 +14,7 @@ OcibuildError
 ├── StoreError               the content store is unusable, or a blob is missing or corrupt
 │   └── DigestMismatch       content does not have the digest (or size) it should
 ├── OutputError              an output cannot be written
+├── DiskFull                 a write failed for lack of space (or quota): names the file and what to do
 └── RegistryError            talking to a registry failed
 
 Library errors name the build-file key that was wrong (``python.libc``); the CLI says which
@@ -29,12 +32,22 @@ class ConfigError(OcibuildError):
     """The build file or command-line values are invalid."""
 
 
+class InvalidValue(ConfigError, ValueError):
+    """A value the OCI image or runtime spec does not allow (an env key with ``=``, a relative
+    ``workdir``, a NUL byte). Also a ``ValueError``, so a plan read from JSON names its key."""
+
+
 class SourceError(OcibuildError):
     """A base image or layer source cannot be read."""
 
 
 class ImageNotFound(SourceError):
     """The named image, tag or platform does not exist in the source."""
+
+
+class MalformedImage(SourceError):
+    """A base image's JSON documents or layers do not follow the OCI image spec: a field of the
+    wrong type, a media type that does not match the content, a diff_id that is not the layer's."""
 
 
 class RemoteFileNotFound(SourceError):
@@ -67,6 +80,11 @@ class DigestMismatch(StoreError):
 
 class OutputError(OcibuildError):
     """An output cannot be written."""
+
+
+class DiskFull(OcibuildError):
+    """No space left on the device (or the disk quota is used up) while writing a file in the cache
+    or an output; nothing half-written is kept."""
 
 
 class RegistryError(OcibuildError):

@@ -9,6 +9,7 @@ described by ``plan.schema.json`` beside this file (``ocibuild build --print-pla
 from __future__ import annotations
 
 import json
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -16,16 +17,128 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import records
-from .errors import ConfigError
+from .errors import ConfigError, InvalidValue
 from .layers.compress import Compression
 from .spec import Platform
 from .timestamps import source_date_epoch
 from .transports import DebianBase, Location, Scratch, parse_location
 
-__all__ = ["PLAN_VERSION", "BuildPlan", "FileEntry", "ImageSettings", "LayerSpec", "PythonSpec", "plan_schema",
-           "source_date_epoch"]
+__all__ = ["PLAN_VERSION", "SIGNALS", "BuildPlan", "FileEntry", "ImageSettings", "LayerSpec", "PythonSpec",
+           "check_no_nul", "check_setting", "plan_schema", "source_date_epoch"]
 
 PLAN_VERSION = 1
+
+# Linux signal names without "SIG", as runtimes accept them for StopSignal (moby's and containers/common's
+# ``SignalMap``: case-insensitive, the prefix optional); numbers 1..64 are accepted too
+SIGNALS = frozenset({
+    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE", "POLL",
+    "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1",
+    "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX", *(f"RTMIN+{i}" for i in range(1, 16)),
+    *(f"RTMAX-{i}" for i in range(1, 15))})
+MAX_SIGNAL = 64
+_PORT = re.compile(r"([1-9][0-9]{0,4})(/(tcp|udp|sctp))?")
+
+
+def _text(value: object, key: str) -> str:
+    """``value`` as a string that may reach an image config or a tar header (no NUL byte)."""
+    if not isinstance(value, str):
+        raise InvalidValue(f"{key} must be a string, got {type(value).__name__}")
+    if "\0" in value:
+        raise InvalidValue(f"{key} {value!r} must not contain a NUL byte")
+    return value
+
+
+def _absolute(value: object, key: str, example: str = "/data") -> None:
+    if not _text(value, key).startswith("/"):
+        raise InvalidValue(f"{key} {value!r} must be an absolute path in the image, e.g. '{example}'")
+
+
+def _strings(value: object, key: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, tuple | list):
+        raise InvalidValue(f"{key} must be a list of strings, got {type(value).__name__}")
+    return tuple(_text(v, f"{key}[{i}]") for i, v in enumerate(value))
+
+
+def _map(value: object, key: str, *, env: bool = False) -> None:
+    if not isinstance(value, Mapping):
+        raise InvalidValue(f"{key} must be a table of strings, got {type(value).__name__}")
+    for k, v in value.items():
+        _text(k, f"{key}: key")
+        if not k:
+            raise InvalidValue(f"{key}: a key is empty; every entry needs a name, e.g. {key} = {{ NAME = \"value\" }}")
+        if env and "=" in k:
+            raise InvalidValue(f"{key}: key {k!r} must not contain '='")
+        _text(v, f"{key}.{k}")
+
+
+def check_signal(value: object, key: str = "stop_signal") -> None:
+    """``value`` names a Linux signal as runtimes read ``StopSignal``: ``SIGTERM``, ``TERM``, ``SIGRTMIN+3``
+    or a number from 1 to 64."""
+    text = _text(value, key)
+    if text.isascii() and text.isdigit():
+        if 1 <= int(text) <= MAX_SIGNAL:
+            return
+    else:
+        name = text.upper()
+        if (name[3:] if name.startswith("SIG") else name) in SIGNALS:
+            return
+    raise InvalidValue(f"{key} {text!r} is not a signal; use a name such as 'SIGTERM' or 'SIGINT', or a number "
+                       f"from 1 to {MAX_SIGNAL}")
+
+
+def check_port(value: object, key: str = "ports") -> None:
+    """``value`` is an exposed port as the image config keys them: ``8080``, ``8080/tcp``, ``53/udp``, ``9/sctp``."""
+    text = _text(value, key)
+    match = _PORT.fullmatch(text)
+    if match is None or int(match.group(1)) > 65535:
+        raise InvalidValue(f"{key}: port {text!r} is not valid; use a number from 1 to 65535 with an optional "
+                           "/tcp, /udp or /sctp, e.g. '8080' or '53/udp'")
+
+
+def check_setting(name: str, value: object, key: str | None = None) -> None:
+    """Raise ``InvalidValue`` unless ``value`` is allowed for ``ImageSettings.<name>`` by the OCI image and
+    runtime specs; ``key`` is how the message names it (default: ``name``). ``None`` (keep the base's) is
+    always allowed.
+
+    >>> check_setting("env", {"A=B": "1"})
+    Traceback (most recent call last):
+    ocibuild.errors.InvalidValue: env: key 'A=B' must not contain '='
+    """
+    key = key or name
+    if value is None:
+        return
+    if name in ("entrypoint", "cmd"):
+        _strings(value, key)
+    elif name == "workdir":
+        _absolute(value, key, "/app")
+    elif name == "volumes":
+        for i, volume in enumerate(_strings(value, key)):
+            _absolute(volume, f"{key}[{i}]")
+    elif name == "user":
+        _text(value, key)
+    elif name in ("env", "labels", "annotations"):
+        _map(value, key, env=name == "env")
+    elif name == "ports":
+        for port in _strings(value, key):
+            check_port(port, key)
+    elif name == "stop_signal":
+        check_signal(value, key)
+    else:
+        raise ValueError(f"ImageSettings has no field {name!r}")
+
+
+def check_no_nul(value: Any, key: str) -> None:
+    """No string anywhere in ``value`` (JSON values: a plan's ``to_dict`` form, a build file's table) holds a
+    NUL byte; ``InvalidValue`` names the first one's key (``layers[0].dest``)."""
+    if isinstance(value, str):
+        _text(value, key)
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            _text(k, f"{key}: key" if key else "key")
+            check_no_nul(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            check_no_nul(v, f"{key}[{i}]")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -37,6 +150,13 @@ class FileEntry:
     src: Path
     dest: str
     mode: int | None = None
+
+    def __post_init__(self) -> None:
+        _text(str(self.src), "src")
+        _absolute(self.dest, "dest")
+        if self.mode is not None and (isinstance(self.mode, bool) or not isinstance(self.mode, int)
+                                      or not 0 <= self.mode <= 0o7777):
+            raise InvalidValue(f"mode {self.mode!r} must be a file mode from 0 to 0o7777 (e.g. 0o755)")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -52,6 +172,12 @@ class LayerSpec:
     exclude: tuple[str, ...] = ()
     name: str = ""
     files: tuple[FileEntry, ...] = ()
+
+    def __post_init__(self) -> None:
+        _text(str(self.src), "src")
+        _absolute(self.dest, "dest", "/app")
+        _strings(self.exclude, "exclude")
+        _text(self.name, "name")
 
     @property
     def label(self) -> str:
@@ -72,6 +198,13 @@ class ImageSettings:
     ports: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
     stop_signal: str | None = None
+
+    def __post_init__(self) -> None:
+        """Every value as the OCI specs require (``InvalidValue`` naming the field otherwise): env keys
+        non-empty without ``=``, absolute ``workdir`` and ``volumes``, ports 1-65535, a known stop
+        signal, no NUL byte anywhere."""
+        for name in records.field_names(ImageSettings):
+            check_setting(name, getattr(self, name))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -101,6 +234,9 @@ class PythonSpec:
     max_layers: int = 20
     big_wheel_mb: float = 8.0
     bytecode: bool = True
+
+    def __post_init__(self) -> None:
+        _absolute(self.venv, "venv", "/opt/venv")
 
 
 Platforms = tuple[Platform, ...] | Literal["all"]
@@ -132,6 +268,10 @@ class BuildPlan:
     source_date_epoch: int = 0
     uid: int = 0
     gid: int = 0
+
+    def __post_init__(self) -> None:
+        """No NUL byte in any path or string (they reach the image config, tar headers or the file system)."""
+        check_no_nul(records.to_json(self), "")
 
     def with_outputs(self, *outputs: str | Location) -> BuildPlan:
         """The same plan writing to ``outputs`` (locations or their text, e.g. ``"oci:out/app:v1"``)."""

@@ -4,15 +4,18 @@ Layout under the root (``~/.cache/ocibuild`` unless ``OCIBUILD_CACHE`` or ``--ca
 
     blobs/sha256/<hex>     verified content, written to tmp/ first and renamed into place
     selectors/<hex>.json   input key -> {"digest", "size", "diff_id", "media_type"}
-    tmp/                   in-flight writes; anything left by a killed process is removed later
+    tmp/                   in-flight writes; what a killed build left there is swept when the store
+                           is opened and the entry is older than ``STALE_TMP_SECONDS`` (6 hours)
 
 Every write goes temp file -> digest check -> ``os.replace``, so readers only ever see complete,
-verified blobs and two builds running at once can write the same blob safely.
+verified blobs and two builds running at once can write the same blob safely. A failed write
+(disk full included) always removes its temp file; ENOSPC is reported as ``DiskFull`` naming the file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -23,11 +26,63 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import DigestMismatch, StoreError
+from .errors import DigestMismatch, DiskFull, OcibuildError, StoreError
 from .spec import Digest, canonical_json
 
 CHUNK = 1 << 20
-_STALE_TMP_SECONDS = 24 * 3600
+STALE_TMP_SECONDS = 6 * 3600  # temp files (store tmp/, ``.NAME.tmp-*`` beside outputs) older than this are swept
+STORE_HINT = "free space there, or choose another cache folder with --cache-dir (or OCIBUILD_CACHE)"
+_NO_SPACE = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write failing for lack of space (ENOSPC) or quota (EDQUOT)."""
+    return isinstance(exc, OSError) and exc.errno in _NO_SPACE
+
+
+def write_error(exc: OSError, path: Path | str, hint: str,
+                kind: type[OcibuildError] = StoreError) -> OcibuildError:
+    """The one-line error for a failed write of ``path``: ``DiskFull`` (``no space left on device while
+    writing PATH; HINT``) for ENOSPC / EDQUOT, else ``kind`` with the system's reason."""
+    if exc.errno in _NO_SPACE:
+        return DiskFull(f"{_NO_SPACE[exc.errno]} while writing {path}; {hint}")
+    return kind(f"cannot write {path}: {exc.strerror or exc}; {hint}")
+
+
+def _newest_mtime(entry: Path, cutoff: float) -> float:
+    """``entry``'s mtime, or for a folder the newest mtime in it (stops at the first newer than ``cutoff``)."""
+    st = entry.lstat()
+    newest = st.st_mtime
+    if newest >= cutoff or not entry.is_dir() or entry.is_symlink():
+        return newest
+    for root, dirs, files in os.walk(entry):
+        for name in (*dirs, *files):
+            with contextlib.suppress(OSError):
+                newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+            if newest >= cutoff:
+                return newest
+    return newest
+
+
+def sweep_stale(folder: Path, pattern: str = "*", max_age: float | None = None) -> int:
+    """Remove entries of ``folder`` matching ``pattern`` that nothing touched for ``max_age`` seconds
+    (default ``STALE_TMP_SECONDS``): temp files and folders of killed builds. Best effort (a file
+    another process removes first, or one we may not remove, is skipped); returns how many went."""
+    cutoff = time.time() - (STALE_TMP_SECONDS if max_age is None else max_age)
+    removed = 0
+    try:
+        entries = list(folder.glob(pattern))
+    except OSError:
+        return 0
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            if _newest_mtime(entry, cutoff) < cutoff:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed += 1
+    return removed
 
 
 def default_cache_dir() -> Path:
@@ -39,39 +94,63 @@ def default_cache_dir() -> Path:
 
 
 class BlobWriter:
-    """Streams bytes into a temp file, hashing as it goes; ``commit`` verifies and renames."""
+    """Streams bytes into a temp file, hashing as it goes; ``commit`` verifies and renames.
+
+    The temp file is written unbuffered (``os.write`` on the descriptor), so closing it never has to
+    flush anything: ``abort`` (also on a full disk) always closes and removes it."""
 
     def __init__(self, store: ContentStore, algorithm: str = "sha256") -> None:
         self._store = store
-        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-")
-        self._file: BinaryIO = os.fdopen(fd, "wb")
-        self._path = Path(name)
         self._hasher = hashlib.new(algorithm)
         self.size = 0
         self._done = False
+        try:
+            fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-")
+        except OSError as exc:
+            self._done = True
+            raise write_error(exc, store.tmp_dir, STORE_HINT) from None
+        self._fd = fd
+        self._path = Path(name)
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data).cast("B")
+        n = view.nbytes
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            raise write_error(exc, self._path, STORE_HINT) from None
         self._hasher.update(data)
-        self._file.write(data)
-        self.size += len(data)
-        return len(data)
+        self.size += n
+        return n
 
     def digest(self) -> Digest:
         """The digest of what was written so far (the write can go on)."""
         return Digest.from_hasher(self._hasher.copy())
 
+    def _close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
     def commit(self, expected: Digest | None = None, expected_size: int | None = None) -> Digest:
         """Finish the blob; raise ``DigestMismatch`` (and keep nothing) if it is not what was expected."""
-        self._file.close()
         digest = Digest.from_hasher(self._hasher)
         try:
+            try:
+                self._close()
+            except OSError as exc:
+                raise write_error(exc, self._path, STORE_HINT) from None
             if expected is not None and digest != expected:
                 raise DigestMismatch(f"content has digest {digest}, expected {expected}")
             if expected_size is not None and self.size != expected_size:
                 raise DigestMismatch(f"content of {digest} is {self.size} bytes, expected {expected_size}")
             target = self._store.blob_path(digest)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self._path, target)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self._path, target)
+            except OSError as exc:
+                raise write_error(exc, target, STORE_HINT) from None
         except BaseException:
             self.abort()
             raise
@@ -79,11 +158,16 @@ class BlobWriter:
         return digest
 
     def abort(self) -> None:
-        if not self._file.closed:
-            self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            self._path.unlink()
+        """Drop the temp file (idempotent; never raises for the file itself)."""
+        if self._done:
+            return
         self._done = True
+        try:
+            with contextlib.suppress(OSError):
+                self._close()
+        finally:
+            with contextlib.suppress(OSError):
+                self._path.unlink()
 
     def __enter__(self) -> BlobWriter:
         return self
@@ -114,14 +198,9 @@ class ContentStore:
         return cls(default_cache_dir())
 
     def _clean_stale_tmp(self) -> None:
-        cutoff = time.time() - _STALE_TMP_SECONDS
-        for entry in self.tmp_dir.iterdir():
-            with contextlib.suppress(OSError):
-                if entry.stat().st_mtime < cutoff:
-                    if entry.is_dir():
-                        shutil.rmtree(entry)
-                    else:
-                        entry.unlink()
+        """Remove what killed builds left in tmp/ (``blob-*``, ``.NAME.tmp-*``, ``sdist-*`` folders, ...)
+        once nothing touched it for ``STALE_TMP_SECONDS``; in-flight writes of running builds are fresh."""
+        sweep_stale(self.tmp_dir)
 
     # blobs
     def blob_path(self, digest: Digest) -> Path:
@@ -190,7 +269,11 @@ class ContentStore:
             return None
 
     def put_record(self, key: str, value: Any) -> None:
-        atomic_write_bytes(self._selector_path(key), canonical_json(value), tmp_dir=self.tmp_dir)
+        try:
+            atomic_write_bytes(self._selector_path(key), canonical_json(value), tmp_dir=self.tmp_dir,
+                               hint=STORE_HINT)
+        except OSError as exc:
+            raise write_error(exc, self._selector_path(key), STORE_HINT) from None
 
     def get_selector(self, key: str) -> dict[str, Any] | None:
         """The record stored for ``key``, if any and if the blob it names is still present."""
@@ -212,24 +295,35 @@ class ContentStore:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: Path, *, tmp_dir: Path | None = None, mode: int | None = None) -> Iterator[BinaryIO]:
+def atomic_writer(path: Path, *, tmp_dir: Path | None = None, mode: int | None = None,
+                  hint: str = "free space on that file system") -> Iterator[BinaryIO]:
     """Yield a temp file (in ``tmp_dir``, default: beside ``path``) that becomes ``path`` by a rename
-    only if the block succeeds; on any error (or Ctrl-C) the temp file is removed. The one
-    atomic-write helper: the store, lock files, credentials and every sink use it."""
-    fd, name = tempfile.mkstemp(dir=tmp_dir or path.parent, prefix=f".{path.name}.tmp-")
+    only if the block succeeds; on any error (or Ctrl-C) the temp file is removed, also when closing
+    it fails because the disk is full. The one atomic-write helper: the store, lock files,
+    credentials and every sink use it. A full disk (ENOSPC / EDQUOT) raises ``DiskFull`` naming
+    ``path`` and ``hint``; other ``OSError`` pass through unchanged."""
+    try:
+        fd, name = tempfile.mkstemp(dir=tmp_dir or path.parent, prefix=f".{path.name}.tmp-")
+    except OSError as exc:
+        if is_no_space(exc):
+            raise write_error(exc, path, hint) from None
+        raise
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
         if mode is not None:
             os.chmod(name, mode)
         os.replace(name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             os.unlink(name)
+        if isinstance(exc, OSError) and is_no_space(exc):
+            raise write_error(exc, path, hint) from None
         raise
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, tmp_dir: Path | None = None,
+                       hint: str = "free space on that file system") -> None:
     """Write ``data`` to ``path`` through a temp file and a rename."""
-    with atomic_writer(path, tmp_dir=tmp_dir) as f:
+    with atomic_writer(path, tmp_dir=tmp_dir, hint=hint) as f:
         f.write(data)

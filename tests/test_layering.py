@@ -16,7 +16,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("store", "timestamps", "records"),
     ("layers",),
     ("image", "mutate", "imagefs"),
-    ("transports", "plan", "debianspec"),
+    ("transports", "plan", "debianspec", "transfer"),
     ("registry",),
     ("sources", "sinks", "inspect", "debian", "python"),
     ("build", "publish", "config"),

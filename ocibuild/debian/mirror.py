@@ -4,6 +4,7 @@ stream downloads into the content store verified by sha256."""
 from __future__ import annotations
 
 import contextlib
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -14,13 +15,13 @@ import requests
 from ..errors import DigestMismatch, RemoteFileNotFound, SourceError
 from ..spec import Digest
 from ..store import CHUNK, ContentStore
+from ..transfer import Transfer, TransferLimits, redact
 from .control import iter_stanzas
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 APT_SOURCES = Path("/etc/apt/sources.list")
 APT_SOURCES_DIR = Path("/etc/apt/sources.list.d")
-TIMEOUT = (15, 120)  # connect, read (seconds)
 
 
 NotFound = RemoteFileNotFound
@@ -82,11 +83,34 @@ def _local_path(url: str) -> Path | None:
     return None
 
 
-class Fetcher:
-    """Downloads from one mirror base URL (``http(s)://`` or ``file://``)."""
+class _Body:
+    """A mirror response's body as a readable stream under the transfer's bounds."""
 
-    def __init__(self, mirror: str) -> None:
+    def __init__(self, transfer: Transfer, resp: requests.Response) -> None:
+        self._transfer = transfer
+        self._resp = resp
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (all with ``n`` < 0), fewer only at the end."""
+        parts: list[bytes] = []
+        have = 0
+        while n < 0 or have < n:
+            chunk = self._transfer.read(self._resp, CHUNK if n < 0 else min(CHUNK, n - have))
+            if not chunk:
+                break
+            parts.append(chunk)
+            have += len(chunk)
+        return b"".join(parts)
+
+
+class Fetcher:
+    """Downloads from one mirror base URL (``http(s)://`` or ``file://``), each under ``limits``
+    (default: ``TransferLimits.from_env()``: aborted under 1 KiB/s for 60 s, or after 120 s plus
+    1 s per 64 KiB received)."""
+
+    def __init__(self, mirror: str, *, limits: TransferLimits | None = None) -> None:
         self.mirror = mirror.rstrip("/")
+        self.limits = limits or TransferLimits.from_env()
         self._session: requests.Session | None = None
 
     def url(self, path: str) -> str:
@@ -95,7 +119,7 @@ class Fetcher:
     @contextlib.contextmanager
     def open(self, path: str) -> Iterator[BinaryIO]:
         """A readable stream of ``path`` below the mirror; ``NotFound`` if absent, ``SourceError`` if the
-        mirror cannot be reached."""
+        mirror cannot be reached or the transfer stalls or passes its deadline."""
         url = self.url(path)
         local = _local_path(url)
         if local is not None:
@@ -110,27 +134,34 @@ class Fetcher:
             return
         if self._session is None:
             self._session = requests.Session()
-        try:
-            resp = self._session.get(url, stream=True, timeout=TIMEOUT)
-        except requests.RequestException as exc:
-            raise SourceError(
-                f"cannot reach the Debian mirror {self.mirror} ({type(exc).__name__}: {exc}); check the mirror "
-                "URL and the network, or build offline from a lock file plus cache, or from a folder of .deb "
-                "files (deb_dir)") from None
-        with resp:
-            if resp.status_code == 404:
-                raise NotFound(f"{url} does not exist (HTTP 404)")
-            if resp.status_code != 200:
-                raise SourceError(f"GET {url} failed: HTTP {resp.status_code} {resp.reason}")
-            resp.raw.decode_content = True
-            yield resp.raw
+        shown = redact(url)
+        hint = ("check the mirror and the network, or choose another mirror (--mirror, [base.debian] mirror), or "
+                "build offline from a lock file plus cache, or from a folder of .deb files (deb_dir)")
+        with Transfer(f"GET {shown}", self.limits, error=SourceError, hint=hint) as transfer:
+            try:
+                resp = self._session.get(url, stream=True, timeout=self.limits.timeout)
+            except requests.Timeout as exc:
+                raise transfer.failed(exc) from None
+            except requests.RequestException as exc:
+                raise SourceError(
+                    f"cannot reach the Debian mirror {redact(self.mirror)} ({type(exc).__name__}); check the "
+                    "mirror URL and the network, or build offline from a lock file plus cache, or from a folder "
+                    "of .deb files (deb_dir)") from None
+            with resp:  # an error's body is never read
+                if resp.status_code == 404:
+                    raise NotFound(f"{shown} does not exist (HTTP 404)")
+                if resp.status_code != 200:
+                    raise SourceError(f"GET {shown} failed: HTTP {resp.status_code} {(resp.reason or '')[:200]}")
+                resp.raw.decode_content = True
+                transfer.attempt(resp)
+                yield typing.cast(BinaryIO, _Body(transfer, resp))
 
     def read(self, path: str, limit: int = 64 << 20) -> bytes:
-        """The whole (small) file at ``path``."""
+        """The whole (small) file at ``path``; at most ``limit`` + 1 bytes are ever held."""
         with self.open(path) as f:
             data = f.read(limit + 1)
         if len(data) > limit:
-            raise SourceError(f"{self.url(path)} is larger than {limit} bytes")
+            raise SourceError(f"{redact(self.url(path))} is larger than {limit} bytes")
         return data
 
     def download(self, path: str, store: ContentStore, sha256: str, size: int | None = None) -> Digest:
@@ -140,15 +171,18 @@ class Fetcher:
         if store.has(expected):
             return expected
         with self.open(path) as src, store.writer() as w:
-            try:
-                while chunk := src.read(CHUNK):
-                    w.write(chunk)
-            except (OSError, requests.RequestException) as exc:
-                raise SourceError(f"download of {self.url(path)} failed: {exc}") from None
+            got = 0
+            while chunk := src.read(CHUNK):
+                got += len(chunk)
+                if size is not None and got > size:
+                    raise DigestMismatch(f"{redact(self.url(path))} is larger than the {size} bytes the signed "
+                                         "index or lock file gives; the mirror copy is corrupt or has been "
+                                         "tampered with: try another mirror")
+                w.write(chunk)
             try:
                 return w.commit(expected, size)
             except DigestMismatch as exc:
                 raise DigestMismatch(
-                    f"{self.url(path)} does not match the signed index or lock file ({exc}); the mirror copy "
-                    "is corrupt or has been tampered with: try another mirror, or refresh the lock if the "
+                    f"{redact(self.url(path))} does not match the signed index or lock file ({exc}); the mirror "
+                    "copy is corrupt or has been tampered with: try another mirror, or refresh the lock if the "
                     "archive really changed") from None

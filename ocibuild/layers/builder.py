@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import LayerError
+from ..errors import LayerError, OcibuildError
 from ..spec import Descriptor, Digest, canonical_json
 from ..store import CHUNK, ContentStore
 from .compress import Compression, Compressor
@@ -67,7 +67,7 @@ class FileHashes:
             where, stamp = self._record(path)
             self.dir.mkdir(exist_ok=True)
             atomic_write_bytes(where, canonical_json({"stat": stamp, "sha256": sha256}), tmp_dir=self.tmp)
-        except OSError:
+        except (OSError, OcibuildError):  # DiskFull included: the layer's own write will say so
             pass  # a cache; never fatal
 
 

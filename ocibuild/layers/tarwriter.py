@@ -126,6 +126,15 @@ def _tarinfo(entry: TarEntry, options: TarOptions) -> tarfile.TarInfo:
     return info
 
 
+class _OutputFailed(Exception):
+    """Carries an ``OSError`` of the *output* through tarfile, so that it is never taken for a read
+    error of the entry being copied (a full disk is not "cannot read SOURCE")."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _Sink:
     """File-like adapter tarfile writes to: forwards bytes and counts them."""
 
@@ -134,7 +143,10 @@ class _Sink:
         self.offset = 0
 
     def write(self, data: bytes) -> int:
-        self._out.write(bytes(data))
+        try:
+            self._out.write(bytes(data))
+        except OSError as exc:
+            raise _OutputFailed(exc) from None
         self.offset += len(data)
         return len(data)
 
@@ -143,8 +155,19 @@ class _Sink:
 
 
 def write_tar(entries: Iterable[TarEntry], out: Writable, options: TarOptions = TarOptions()) -> int:
-    """Write ``entries`` (plus parents, sorted) as a tar stream to ``out``; return bytes written."""
+    """Write ``entries`` (plus parents, sorted) as a tar stream to ``out``; return bytes written.
+
+    A source file that cannot be read is a ``LayerError`` naming it; whatever ``out.write`` raises
+    (``OSError`` of a full disk included) comes out unchanged, for the caller to name its file."""
     sink = _Sink(out)
+    try:
+        _write_entries(entries, sink, options)
+    except _OutputFailed as failed:
+        raise failed.error from None
+    return sink.offset
+
+
+def _write_entries(entries: Iterable[TarEntry], sink: _Sink, options: TarOptions) -> None:
     with tarfile.open(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
                       encoding="utf-8") as tar:
         tar.copybufsize = COPY_BUFSIZE
@@ -155,14 +178,16 @@ def write_tar(entries: Iterable[TarEntry], out: Writable, options: TarOptions = 
             elif entry.data is not None:
                 tar.addfile(info, io.BytesIO(entry.data))
             elif entry.opener is not None:
-                with entry.opener() as stream:
-                    tar.addfile(info, stream)
+                try:
+                    with entry.opener() as stream:
+                        tar.addfile(info, stream)
+                except OSError as exc:  # output errors are _OutputFailed: this is the entry's stream
+                    raise LayerError(f"cannot read the content of {entry.path}: {exc.strerror or exc}") from None
             elif entry.source is not None:
                 try:
                     with entry.source.open("rb") as f:
                         tar.addfile(info, f)
-                except OSError as exc:
-                    raise LayerError(f"cannot read {entry.source}: {exc.strerror}") from None
+                except OSError as exc:  # output errors are _OutputFailed: this is the source
+                    raise LayerError(f"cannot read {entry.source}: {exc.strerror or exc}") from None
             else:
                 raise LayerError(f"file entry {entry.path!r} has no content")
-    return sink.offset

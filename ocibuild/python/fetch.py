@@ -14,7 +14,6 @@ import html.parser
 import json
 import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import requests
 from ..errors import DigestMismatch, ResolutionError
 from ..spec import Digest, canonical_json
 from ..store import CHUNK, ContentStore
+from ..transfer import Transfer, TransferLimits, redact
 from .resolve import IndexSettings, Pin
 from .target import TargetPython
 from .wheel import normalize_name
@@ -32,6 +32,8 @@ from .wheel import normalize_name
 FETCH_VERSION = "ocibuild-fetch-1"
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
 SDIST_SUFFIXES = (".tar.gz", ".zip")  # the two sdist formats packaging (PEP 625 and legacy) names
+PAGE_LIMIT = 64 << 20  # an index page larger than this is refused (only this much + 1 is ever held)
+HINT = "check the network and the package index, or use --find-links DIR (a wheelhouse made by 'ocibuild fetch')"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -130,16 +132,41 @@ def _from_links(base: str, links: list[str], pin: Pin) -> list[Candidate]:
     return out
 
 
-def _read_url(session: requests.Session, url: str, accept: str) -> tuple[str, str]:
+def _from_json(url: str, page: object, pin: Pin) -> list[Candidate]:
+    """The files of ``pin`` on a PEP 691 JSON page (``TypeError`` / ``KeyError`` for a malformed one)."""
+    if not isinstance(page, dict) or not isinstance(page.get("files", []), list):
+        raise TypeError("not a PEP 691 project page")
+    out = []
+    for f in page.get("files", []):
+        name = f["filename"]
+        if isinstance(name, str) and _matches(name, pin) and not f.get("yanked"):
+            hashes = f.get("hashes") or {}
+            out.append(Candidate(filename=name, url=urljoin(url, str(f["url"])),
+                                 sha256=str(hashes.get("sha256", "")).lower()))
+    return out
+
+
+def _read_url(session: requests.Session, url: str, accept: str,
+              limits: TransferLimits | None = None) -> tuple[str, str]:
+    """An index page (at most ``PAGE_LIMIT`` bytes, under the transfer limits) and its content type;
+    ``("", "")`` for a 404. An error status raises ``requests.HTTPError`` (its body is not read)."""
     if url.startswith("file://") or "://" not in url:
         path = Path(unquote(urlparse(url).path) if url.startswith("file://") else url)
         target = path / "index.html" if path.is_dir() else path
         return target.read_text(encoding="utf-8", errors="replace"), "text/html"
-    resp = session.get(url, headers={"Accept": accept}, timeout=(10, 120))
-    if resp.status_code == 404:
-        return "", ""
-    resp.raise_for_status()
-    return resp.text, resp.headers.get("Content-Type", "")
+    limits = limits or TransferLimits.from_env()
+    with Transfer(f"GET {redact(url)}", limits, error=ResolutionError, hint=HINT) as transfer:
+        try:
+            resp = session.get(url, headers={"Accept": accept}, stream=True, timeout=limits.timeout)
+        except requests.Timeout as exc:
+            raise transfer.failed(exc) from None
+        with resp:
+            if resp.status_code == 404:
+                return "", ""
+            resp.raise_for_status()
+            transfer.attempt(resp)
+            data = transfer.read_all(resp, PAGE_LIMIT)
+            return data.decode(resp.encoding or "utf-8", errors="replace"), resp.headers.get("Content-Type", "")
 
 
 def candidates(pin: Pin, index: IndexSettings, session: requests.Session) -> list[Candidate]:
@@ -155,8 +182,11 @@ def candidates(pin: Pin, index: IndexSettings, session: requests.Session) -> lis
             continue
         try:
             text, _ = _read_url(session, link, "text/html")
-        except (requests.RequestException, OSError) as exc:
-            errors.append(f"{link}: {type(exc).__name__}")
+        except (requests.RequestException, OSError, LookupError) as exc:
+            errors.append(f"{redact(link)}: {type(exc).__name__}")
+            continue
+        except ResolutionError as exc:  # stalled, too slow or too big
+            errors.append(str(exc))
             continue
         parser = _Links()
         parser.feed(text)
@@ -165,14 +195,17 @@ def candidates(pin: Pin, index: IndexSettings, session: requests.Session) -> lis
         url = base.rstrip("/") + f"/{pin.name}/"
         try:
             text, ctype = _read_url(session, url, JSON_ACCEPT)
-        except (requests.RequestException, OSError) as exc:
-            errors.append(f"{base}: {type(exc).__name__}")
+        except (requests.RequestException, OSError, LookupError) as exc:
+            errors.append(f"{redact(base)}: {type(exc).__name__}")
+            continue
+        except ResolutionError as exc:  # stalled, too slow or too big
+            errors.append(str(exc))
             continue
         if "json" in ctype:
-            for f in json.loads(text).get("files", []):
-                if _matches(str(f.get("filename", "")), pin) and not f.get("yanked"):
-                    found.append(Candidate(filename=f["filename"], url=urljoin(url, f["url"]),
-                                           sha256=str(f.get("hashes", {}).get("sha256", "")).lower()))
+            try:
+                found += _from_json(url, json.loads(text), pin)
+            except (ValueError, RecursionError, TypeError, AttributeError, KeyError):
+                errors.append(f"{redact(base)}: not a valid PEP 691 JSON page for {pin.name}")
         elif text:
             parser = _Links()
             parser.feed(text)
@@ -221,28 +254,40 @@ def stored_file(store: ContentStore, sha256: str, filename: str) -> Path:
     return link
 
 
-def stream(cand: Candidate, session: requests.Session, write: Callable[[bytes], object]) -> None:
-    """Pass the bytes of ``cand`` (a local file or a URL, retried until the first byte) to ``write``."""
+def stream(cand: Candidate, session: requests.Session, write: Callable[[bytes], object], *,
+           limits: TransferLimits | None = None) -> None:
+    """Pass the bytes of ``cand`` (a local file or a URL, retried until the first byte) to ``write``,
+    block by block; a download is bounded by ``limits`` (default ``TransferLimits.from_env()``), every
+    attempt included."""
     if "://" not in cand.url or cand.url.startswith("file://"):
         path = Path(unquote(urlparse(cand.url).path)) if cand.url.startswith("file://") else Path(cand.url)
         with path.open("rb") as f:
             while chunk := f.read(CHUNK):
                 write(chunk)
         return
-    for attempt in range(4):
-        started = False
-        try:
-            with session.get(cand.url, stream=True, timeout=(10, 120)) as resp:
-                resp.raise_for_status()
-                for chunk in resp.iter_content(CHUNK):
-                    started = True
-                    write(chunk)
-            return
-        except requests.RequestException as exc:
-            if attempt == 3 or started:
-                raise ResolutionError(f"downloading {cand.filename} failed: {type(exc).__name__}; "
-                                      "check the network or use --find-links") from None
-            time.sleep(0.5 * 2 ** attempt)
+    limits = limits or TransferLimits.from_env()
+    what = f"downloading {cand.filename} from {redact(cand.url)}"
+    with Transfer(what, limits, error=ResolutionError, hint=HINT) as transfer:
+        for attempt in range(4):
+            started = False
+            try:
+                with session.get(cand.url, stream=True, timeout=limits.timeout) as resp:
+                    resp.raise_for_status()  # an error's body is never read
+                    transfer.attempt(resp)
+                    while chunk := transfer.read(resp):
+                        started = True
+                        write(chunk)
+                return
+            except (requests.RequestException, ResolutionError) as exc:
+                if transfer.reason is not None:
+                    raise transfer.failed(exc) from None
+                if attempt == 3 or started or not transfer.sleep(0.5 * 2 ** attempt):
+                    if isinstance(exc, ResolutionError):
+                        raise
+                    if isinstance(exc, requests.Timeout):
+                        raise transfer.failed(exc) from None
+                    raise ResolutionError(f"downloading {cand.filename} failed: {type(exc).__name__}; "
+                                          "check the network or use --find-links") from None
 
 
 def check_hash(sha: str, cand: Candidate, pin: Pin) -> None:

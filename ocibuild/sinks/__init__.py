@@ -18,7 +18,7 @@ from ..errors import OutputError
 from ..image import Artifact, Index
 from ..spec import Descriptor, Reference
 from ..transports import DebianBase, DockerArchive, Location, OciArchive, OciLayout, Registry, Scratch, parse_location
-from .common import writable_parent
+from .common import check_file_output, output_target, writable_parent
 from .layout import check_layout
 
 if TYPE_CHECKING:
@@ -45,7 +45,9 @@ class Sink(Protocol):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LayoutSink:
-    """``oci:DIR[:TAG]``: an OCI image layout folder; other tags in it are kept."""
+    """``oci:DIR[:TAG]``: an OCI image layout folder; other tags in it are kept, also when several
+    builds write into it at once (they take turns on its lock). A symlink is followed: its target
+    folder is written (and created if missing)."""
 
     path: Path
     tag: str | None = None
@@ -55,7 +57,7 @@ class LayoutSink:
 
     def check(self) -> None:
         check_layout(self.path, str(self))
-        writable_parent(self.path, str(self))
+        writable_parent(output_target(self.path, str(self)), str(self))
 
     def write(self, artifact: Artifact) -> Descriptor:
         from .layout import write_layout
@@ -65,7 +67,8 @@ class LayoutSink:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class OciArchiveSink:
-    """``oci-archive:FILE[:TAG]``: a tarred OCI layout; entries stamped ``mtime``."""
+    """``oci-archive:FILE[:TAG]``: a tarred OCI layout; entries stamped ``mtime``. A symlink is
+    followed (its target is replaced, the link kept)."""
 
     path: Path
     tag: str | None = None
@@ -75,7 +78,7 @@ class OciArchiveSink:
         return str(OciArchive(path=self.path, tag=self.tag))
 
     def check(self) -> None:
-        writable_parent(self.path, str(self))
+        check_file_output(self.path, str(self))
 
     def write(self, artifact: Artifact) -> Descriptor:
         from .archive import write_oci_archive
@@ -95,7 +98,7 @@ class DockerArchiveSink:
         return str(DockerArchive(path=self.path, reference=self.reference))
 
     def check(self) -> None:
-        writable_parent(self.path, str(self))
+        check_file_output(self.path, str(self))
 
     def write(self, artifact: Artifact) -> Descriptor:
         from .archive import write_docker_archive

@@ -1,27 +1,40 @@
 """Single-file outputs: ``oci-archive:FILE[:TAG]`` (a tarred OCI layout) and
-``docker-archive:FILE[:REPO:TAG]`` (what ``docker load`` / ``podman load`` read)."""
+``docker-archive:FILE[:REPO:TAG]`` (what ``docker load`` / ``podman load`` read).
+
+Both are streamed into one temp file beside FILE (or beside what FILE links to) and renamed onto it:
+memory stays constant whatever the layer sizes, and no other temp file is needed. A docker archive
+holds its layers uncompressed; as a tar entry needs its size up front, each compressed layer is
+decompressed twice, once to learn its size (checking its diff_id) and once into the archive
+(checked again on the way).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
 from pathlib import Path
-from typing import BinaryIO
 
-from ..errors import DigestMismatch
-from ..image import Artifact, Blob, Image, all_blobs
+from ..errors import DigestMismatch, OutputError
+from ..image import Artifact, Blob, Image, Layer, all_blobs
+from ..layers.compress import decode_errors
 from ..layers.tarwriter import TarEntry, TarOptions, write_tar
-from ..spec import Descriptor, Digest, Reference, canonical_json
+from ..spec import Descriptor, Reference, canonical_json
 from ..spec.annotations import REF_NAME
-from ..store import CHUNK
-from .common import atomic_file, open_verified, writable_parent
+from ..store import CHUNK, write_error
+from .common import OUTPUT_HINT, Verified, atomic_file, open_verified, output_target
 from .layout import OCI_LAYOUT, updated_index
 
 
 def _blob_entry(blob: Blob, name: str) -> TarEntry:
     return TarEntry(path=name, kind="file", size=blob.descriptor.size, opener=lambda: open_verified(blob))
+
+
+def _write_archive(path: Path, where: str, entries: list[TarEntry], mtime: int) -> None:
+    """``entries`` as a tar at ``path``, atomically; a failed write names the file."""
+    with atomic_file(path, where) as f:
+        try:
+            write_tar(entries, f, TarOptions(mtime=mtime))
+        except OSError as exc:  # write_tar lets only output errors out as OSError
+            raise write_error(exc, output_target(path, where), OUTPUT_HINT, OutputError) from None
 
 
 def write_oci_archive(path: Path, tag: str | None, artifact: Artifact, mtime: int) -> Descriptor:
@@ -33,8 +46,7 @@ def write_oci_archive(path: Path, tag: str | None, artifact: Artifact, mtime: in
         TarEntry.file("index.json", canonical_json(updated_index(None, entry, tag).to_dict())),
     ]
     entries += [_blob_entry(blob, blob.descriptor.digest.blob_name) for blob in all_blobs(artifact)]
-    with atomic_file(path, where) as f:
-        write_tar(entries, f, TarOptions(mtime=mtime))
+    _write_archive(path, where, entries, mtime)
     return entry
 
 
@@ -44,25 +56,16 @@ def write_docker_archive(path: Path, reference: str | None, image: Image, mtime:
     config_name = f"{image.manifest.config.digest.hex}.json"
     entries = [TarEntry.file(config_name, image.config_bytes)]
     layer_names = []
-    temps: list[Path] = []
-    tmp_dir = writable_parent(path, where)
-    try:
-        for layer in image.layers:
-            name = f"{layer.diff_id.hex}.tar"
-            layer_names.append(name)
-            if any(e.path == name for e in entries):
-                continue
-            temps.append(_untar_to_temp(layer.uncompressed(), layer.diff_id, tmp_dir, layer.digest))
-            entries.append(TarEntry(path=name, kind="file", size=temps[-1].stat().st_size, source=temps[-1]))
-        manifest = [{"Config": config_name, "RepoTags": [repo_tag(reference)] if reference else None,
-                     "Layers": layer_names}]
-        entries.append(TarEntry.file("manifest.json", canonical_json(manifest)))
-        with atomic_file(path, where) as f:
-            write_tar(entries, f, TarOptions(mtime=mtime))
-    finally:
-        for t in temps:
-            with contextlib.suppress(FileNotFoundError):
-                t.unlink()
+    for layer in image.layers:
+        name = f"{layer.diff_id.hex}.tar"
+        layer_names.append(name)
+        if any(e.path == name for e in entries):
+            continue
+        entries.append(_layer_entry(layer, name))
+    manifest = [{"Config": config_name, "RepoTags": [repo_tag(reference)] if reference else None,
+                 "Layers": layer_names}]
+    entries.append(TarEntry.file("manifest.json", canonical_json(manifest)))
+    _write_archive(path, where, entries, mtime)
     return image.descriptor()
 
 
@@ -73,18 +76,49 @@ def repo_tag(reference: str) -> str:
     return f"{name}:{ref.tag or 'latest'}"
 
 
-def _untar_to_temp(stream: BinaryIO, diff_id: Digest, tmp_dir: Path, digest: Digest) -> Path:
-    """Copy a layer's tar stream into a hidden temp file beside the output, checking its diff_id."""
-    fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=".layer-")
-    hasher = hashlib.sha256()
+def _mismatch(layer: Layer) -> str:
+    return f"layer {layer.digest} does not decompress to its diff_id {layer.diff_id}"
+
+
+def _undecodable(layer: Layer, exc: BaseException) -> DigestMismatch:
+    return DigestMismatch(f"layer {layer.digest} is corrupt: it does not decompress ({exc or type(exc).__name__})")
+
+
+class _LayerTar(Verified):
+    """A layer's tar, decompressed as it is read and checked against its diff_id and size."""
+
+    def __init__(self, layer: Layer, size: int) -> None:
+        self._layer = layer
+        super().__init__(layer.uncompressed(), layer.diff_id, size, _mismatch(layer))
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return super().read(n)
+        except DigestMismatch:
+            raise
+        except decode_errors() as exc:
+            raise _undecodable(self._layer, exc) from None
+
+
+def _uncompressed_size(layer: Layer) -> int:
+    """The size of ``layer``'s tar, by one streamed decompression that also checks its diff_id (an
+    uncompressed layer is its own tar: its size is known, and its bytes are checked when copied)."""
+    if layer.digest == layer.diff_id:
+        return layer.size
+    hasher = hashlib.new(layer.diff_id.algorithm)
+    size = 0
     try:
-        with os.fdopen(fd, "wb") as out, stream as f:
+        with layer.uncompressed() as f:
             while chunk := f.read(CHUNK):
                 hasher.update(chunk)
-                out.write(chunk)
-        if hasher.hexdigest() != diff_id.hex:
-            raise DigestMismatch(f"layer {digest} does not decompress to its diff_id {diff_id}")
-    except BaseException:
-        os.unlink(name)
-        raise
-    return Path(name)
+                size += len(chunk)
+    except decode_errors() as exc:
+        raise _undecodable(layer, exc) from None
+    if hasher.hexdigest() != layer.diff_id.hex:
+        raise DigestMismatch(_mismatch(layer))
+    return size
+
+
+def _layer_entry(layer: Layer, name: str) -> TarEntry:
+    size = _uncompressed_size(layer)
+    return TarEntry(path=name, kind="file", size=size, opener=lambda: _LayerTar(layer, size))
