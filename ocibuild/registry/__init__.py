@@ -1,5 +1,6 @@
 """Registry access: the client (pull and push on a ``Repository``), its transport (session, auth, TLS,
-retries, error messages) and credential sources."""
+retries, error messages, origin rules for credentials), the deadlines under it (``watchdog``) and
+credential sources."""
 
 from .auth import (
     AuthFile,

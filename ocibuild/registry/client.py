@@ -6,7 +6,11 @@ What it does that generic clients get wrong:
   ``Range`` after a dropped connection; nothing unverified enters the store;
 - pushes HEAD first, mount across repositories, stream a monolithic PUT from the store file
   (constant memory) and fall back to a chunked PATCH upload; a failure mid-way restarts the upload
-  within the retry budget.
+  within the retry budget;
+- what the registry reports after a push is checked: the ``Docker-Content-Digest`` of a finished
+  (or mounted, or existing) blob and of a stored manifest must be the digest pushed;
+- manifests, indexes and configs are read streamed and refused past their size limit; every
+  operation runs under the transport's deadlines (see ``transport``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import BinaryIO
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode
 
 import requests
 
@@ -26,7 +30,21 @@ from ..spec import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Digest, MediaType, R
 from ..store import CHUNK, ContentStore
 from .auth import CredentialProvider, scope_for
 from .tls import TLSConfig
-from .transport import RETRY_STATUSES, Repository, RetryPolicy, Transport, error_code, retry_after
+from .transport import (
+    READ_ERRORS,
+    RETRY_STATUSES,
+    Repository,
+    ResponseTooLarge,
+    RetryPolicy,
+    Transport,
+    broken,
+    clean,
+    error_code,
+    read_limited,
+    resolve,
+    retry_after,
+    shown,
+)
 
 __all__ = ["RegistryClient", "Repository", "RetryPolicy"]  # the last two are re-exported from .transport
 
@@ -80,15 +98,15 @@ class RegistryClient:
     # --- pull ----------------------------------------------------------------------------------
 
     def get_manifest(self, ref: Reference) -> tuple[bytes, str, Digest]:
-        """The manifest or index ``ref`` names: raw bytes, media type, digest (verified)."""
+        """The manifest or index ``ref`` names: raw bytes, media type, digest (verified); at most
+        ``MAX_MANIFEST`` bytes."""
         repo = Repository.from_reference(ref)
-        resp = self.transport.request("GET", repo, f"/v2/{repo.name}/manifests/{ref.ref}",
-                                      headers={"Accept": ACCEPT_MANIFESTS})
-        if resp.status_code != 200:
-            raise self.transport.error(resp, repo, f"getting manifest '{ref.ref}' of")
-        raw = resp.content
-        if len(raw) > MAX_MANIFEST:
-            raise RegistryError(f"{repo}: manifest {ref.ref} is implausibly large ({len(raw)} bytes)")
+        with self.transport.operation(f"getting manifest '{ref.ref}' of {repo}"):
+            resp = self.transport.request("GET", repo, f"/v2/{repo.name}/manifests/{ref.ref}",
+                                          headers={"Accept": ACCEPT_MANIFESTS}, stream=True)
+            if resp.status_code != 200:
+                raise self.transport.error(resp, repo, f"getting manifest '{ref.ref}' of")
+            raw = read_limited(resp, MAX_MANIFEST, f"{repo}: manifest '{ref.ref}'")
         digest = Digest.of(raw)
         if ref.digest and str(digest) != ref.digest:
             raise DigestMismatch(f"{repo}: manifest has digest {digest}, not the requested {ref.digest}")
@@ -103,11 +121,16 @@ class RegistryClient:
         kind = "manifests" if desc.media_type in MANIFEST_TYPES | INDEX_TYPES else "blobs"
         if desc.size > MAX_MANIFEST:
             raise RegistryError(f"{repo}: {desc.digest} is implausibly large ({desc.size} bytes)")
-        resp = self.transport.request("GET", repo, f"/v2/{repo.name}/{kind}/{desc.digest}",
-                                      headers={"Accept": ACCEPT_MANIFESTS} if kind == "manifests" else None)
-        if resp.status_code != 200:
-            raise self.transport.error(resp, repo, f"getting {desc.digest} from")
-        data = resp.content
+        with self.transport.operation(f"getting {desc.digest} from {repo}"):
+            resp = self.transport.request("GET", repo, f"/v2/{repo.name}/{kind}/{desc.digest}", stream=True,
+                                          headers={"Accept": ACCEPT_MANIFESTS} if kind == "manifests" else None)
+            if resp.status_code != 200:
+                raise self.transport.error(resp, repo, f"getting {desc.digest} from")
+            try:
+                data = read_limited(resp, desc.size, f"{repo}: {desc.digest}")
+            except ResponseTooLarge:
+                raise DigestMismatch(f"{repo}: {desc.digest} is larger than its descriptor's {desc.size} bytes; "
+                                     "the registry returned corrupt content") from None
         if not desc.digest.verify(data) or len(data) != desc.size:
             raise DigestMismatch(f"{repo}: {desc.digest} does not match its digest or size; "
                                  "the registry returned corrupt content")
@@ -119,13 +142,16 @@ class RegistryClient:
         if store.has(desc.digest):
             return "cached"
         start = time.monotonic()
-        deadline = self.transport.deadline()
-        with store.writer(desc.digest.algorithm) as w:
+        what = f"downloading {desc.digest} from {repo}"
+        with self.transport.operation(what) as guard, store.writer(desc.digest.algorithm) as w:
+            deadline = self.transport.deadline()
+            got = 0
             while True:
                 headers = {"Range": f"bytes={w.size}-"} if w.size else None
                 resp = self.transport.request("GET", repo, f"/v2/{repo.name}/blobs/{desc.digest}", headers=headers,
                                               stream=True)
                 if resp.status_code == 200 and w.size:  # the server ignored Range: start over
+                    resp.close()
                     w.abort()
                     return self.fetch_blob(repo, desc, store)
                 if resp.status_code not in (200, 206):
@@ -136,13 +162,21 @@ class RegistryClient:
                         if w.size > desc.size:
                             break
                         self.on_event(Progress(digest=desc.digest, done=w.size, total=desc.size, action="pull"))
-                except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout):
-                    if w.size < desc.size and deadline.wait():
+                except READ_ERRORS as exc:
+                    if w.size > got:  # progress was made: a fresh retry budget (the guard bounds the whole)
+                        deadline = self.transport.deadline()
+                    got = w.size
+                    if guard.tripped() is None and w.size < desc.size and deadline.wait():
                         continue
+                    if guard.tripped() is not None:
+                        raise broken(what, exc) from None
                     raise RegistryError(f"download of {desc.digest} from {repo} kept failing; retry") from None
                 finally:
                     resp.close()
                 break
+            reason = guard.tripped()  # a cut connection may look like the end of a body without a length
+            if reason is not None and w.size != desc.size:
+                raise RegistryError(reason)
             try:
                 w.commit(desc.digest, desc.size)
             except DigestMismatch as exc:
@@ -158,8 +192,10 @@ class RegistryClient:
 
     def blob_exists(self, repo: Repository, digest: Digest, actions: Sequence[str] = _PUSH) -> bool:
         """HEAD the blob: True if ``repo`` has it (the token asks for ``actions``, push by default)."""
-        resp = self.transport.request("HEAD", repo, f"/v2/{repo.name}/blobs/{digest}", actions=actions)
+        with self.transport.operation(f"checking blob {digest} in {repo}"):
+            resp = self.transport.request("HEAD", repo, f"/v2/{repo.name}/blobs/{digest}", actions=actions)
         if resp.status_code == 200:
+            _check_reported(resp, repo, digest, "has the blob")
             return True
         if resp.status_code == 404:
             return False
@@ -172,10 +208,18 @@ class RegistryClient:
         resp = self.transport.request("POST", repo, f"/v2/{repo.name}/blobs/uploads/{query}", actions=_PUSH,
                                       extra_scopes=extra, headers={"Content-Length": "0"})
         if resp.status_code == 201 and mount_from:
+            _check_reported(resp, repo, digest, f"mounted the blob from {mount_from}")
             return None
         if resp.status_code != 202 or "Location" not in resp.headers:
             raise self.transport.error(resp, repo, "starting an upload to")
-        return urljoin(self.transport.base_url(repo.host) + "/", resp.headers["Location"])
+        try:
+            location = resolve(self.transport.base_url(repo.host) + "/", resp.headers["Location"])
+        except RegistryError:
+            raise RegistryError(f"{repo}: the registry's upload location {clean(resp.headers['Location'], 100)!r} "
+                                "is not an http(s) URL; the registry is misconfigured") from None
+        if not self.transport.same_origin(location, repo.host):
+            log.debug("%s: upload goes to another origin (%s): no credentials go there", repo, shown(location))
+        return location
 
     def _put_monolithic(self, repo: Repository, location: str, desc: Descriptor,
                         source: Callable[[], BinaryIO]) -> requests.Response:
@@ -202,7 +246,7 @@ class RegistryClient:
                                                        "Content-Length": str(len(data))})
                 if resp.status_code != 202:
                     raise self.transport.error(resp, repo, "uploading a chunk to")
-                location = urljoin(location, resp.headers.get("Location", location))
+                location = resolve(location, resp.headers.get("Location", location))
                 offset += len(data)
                 self.on_event(Progress(digest=desc.digest, done=offset, total=desc.size, action="push"))
                 if not data:
@@ -223,16 +267,20 @@ class RegistryClient:
                 raise RegistryError(f"blob {desc.digest} is not in the cache {store.root}; build again")
             source = partial(store.open, desc.digest)
         path = source
-        deadline = self.transport.deadline()
-        while True:
-            try:
-                how = self._push_once(repo, desc, path, mount_from, chunked)
-                break
-            except _Retryable as exc:
-                if deadline.wait(exc.retry_after):
-                    continue
-                raise RegistryError(f"upload of {desc.digest} to {repo} kept failing ({exc}); "
-                                    "rerun: blobs already pushed are skipped") from None
+        with self.transport.operation(f"uploading {desc.digest} to {repo}") as guard:
+            deadline = self.transport.deadline()
+            while True:
+                try:
+                    how = self._push_once(repo, desc, path, mount_from, chunked)
+                    break
+                except _Retryable as exc:
+                    if guard.tripped() is None and deadline.wait(exc.retry_after):
+                        continue
+                    reason = guard.tripped()
+                    if reason is not None:
+                        raise RegistryError(reason) from None
+                    raise RegistryError(f"upload of {desc.digest} to {repo} kept failing ({exc}); "
+                                        "rerun: blobs already pushed are skipped") from None
         self._transferred(repo, desc, how, start)
         return how
 
@@ -245,6 +293,8 @@ class RegistryClient:
             return "mounted"
         try:
             resp = (self._put_chunked if chunked else self._put_monolithic)(repo, location, desc, path)
+        except DigestMismatch:
+            raise
         except RegistryError as exc:  # connection trouble during the body: a new session is needed
             raise _Retryable(str(exc)) from None
         if resp.status_code in RETRY_STATUSES:
@@ -257,19 +307,28 @@ class RegistryClient:
             if error_code(resp) == "BLOB_UPLOAD_UNKNOWN":
                 raise _Retryable("upload session lost")
             raise self.transport.error(resp, repo, f"uploading {desc.digest} to")
+        _check_reported(resp, repo, desc.digest, "stored the uploaded blob")
         return "uploaded"
 
     def put_manifest(self, repo: Repository, reference: str, data: bytes, media_type: str) -> Digest:
         """PUT a manifest or index under a tag or its digest; checks the digest the registry reports."""
         digest = Digest.of(data)
-        resp = self.transport.request("PUT", repo, f"/v2/{repo.name}/manifests/{reference}", actions=_PUSH,
-                                      body=lambda: data, headers={"Content-Type": media_type})
+        with self.transport.operation(f"pushing manifest {reference} to {repo}"):
+            resp = self.transport.request("PUT", repo, f"/v2/{repo.name}/manifests/{reference}", actions=_PUSH,
+                                          body=lambda: data, headers={"Content-Type": media_type})
         if resp.status_code not in (200, 201):
             raise self.transport.error(resp, repo, f"pushing manifest {reference} to")
-        reported = resp.headers.get("Docker-Content-Digest")
-        if reported and reported != str(digest):
-            raise DigestMismatch(f"{repo}: registry stored the manifest as {reported}, expected {digest}")
+        _check_reported(resp, repo, digest, f"stored manifest {reference}")
         return digest
+
+
+def _check_reported(resp: requests.Response, repo: Repository, digest: Digest, what: str) -> None:
+    """The ``Docker-Content-Digest`` the registry reports, if any, must be ``digest``."""
+    reported = resp.headers.get("Docker-Content-Digest", "").strip()
+    if reported and reported != str(digest):
+        raise DigestMismatch(f"{repo}: the registry {what} as {clean(reported, 100)!r}, not as the pushed {digest}; "
+                             "it did not store what was sent: push again, or check the registry (or a proxy "
+                             "in between)")
 
 
 class _Retryable(Exception):

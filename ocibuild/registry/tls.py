@@ -27,7 +27,9 @@ CERTS_DIRS = (Path("/etc/containers/certs.d"), Path("/etc/docker/certs.d"))
 
 
 def is_loopback(host: str) -> bool:
+    """Whether ``host[:port]`` names this machine (``localhost``, ``127.0.0.0/8``, ``[::1]``)."""
     name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+    name = name.lower().rstrip(".")
     return name in ("localhost", "[::1]") or name.startswith("127.")
 
 
