@@ -204,14 +204,22 @@ def store_layer(store: ContentStore, desc: Descriptor, diff_id: Digest) -> BlobL
 
 
 def lazy_layer(store: ContentStore, desc: Descriptor, diff_id: Digest,
-               fetch: Callable[[Descriptor, ContentStore], object]) -> BlobLayer:
-    """A layer fetched into ``store`` (verified by ``fetch``) the first time its bytes are read."""
+               fetch: Callable[[Descriptor, ContentStore], object],
+               check: Callable[[], None] | None = None) -> BlobLayer:
+    """A layer fetched into ``store`` (verified by ``fetch``) the first time its bytes are read;
+    ``check`` (e.g. the diff_id check) runs once, after the blob is in the store and before any of
+    its bytes are handed out. A failed check runs again on the next open."""
     lock = threading.Lock()
+    checked = False
 
     def opener() -> BinaryIO:
+        nonlocal checked
         with lock:
             if not store.has(desc.digest):
                 fetch(desc, store)
+            if check is not None and not checked:
+                check()
+                checked = True
         return store.open(desc.digest)
 
     return BlobLayer(desc=desc, diff=diff_id, opener=opener)

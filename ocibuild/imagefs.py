@@ -13,8 +13,10 @@ Symlinks and hard links stay entries (nothing is followed while reading); :meth:
 and :meth:`MergedView.resolve` follow symlinks afterwards. Callers say which entries they care
 about (``keep``) and which regular files' bytes to read (``want``; by default whole files up to
 ``MAX_DATA``, or through their own ``reader``), so memory is bounded by what they ask for, never
-by a layer's size. Nothing here knows what the files mean: Python detection, ``ocibuild inspect`` and
-SBOMs build on it.
+by a layer's size; :class:`Limits` bounds even that (how many entries and read files the view holds,
+and their total bytes), and tar headers that would be read whole (PAX, GNU long names) are refused
+above 1 MiB, so a hostile layer cannot make the walk use memory in proportion to its content.
+Nothing here knows what the files mean: Python detection, ``ocibuild inspect`` and SBOMs build on it.
 
 >>> view = merged_view(image, want=lambda path: path == "/etc/os-release")  # doctest: +SKIP
 >>> view.resolve("/etc/os-release").data  # doctest: +SKIP
@@ -35,12 +37,13 @@ from .layers.compress import decode_errors
 if TYPE_CHECKING:
     from .image import Image
 
-__all__ = ["MAX_DATA", "MAX_SYMLINK_HOPS", "Entry", "Kind", "MergedView", "Reader", "follow_symlinks",
-           "merged_view", "read_upto"]
+__all__ = ["MAX_DATA", "MAX_HEADER", "MAX_SYMLINK_HOPS", "BoundedTarInfo", "Entry", "Kind", "Limits", "MergedView",
+           "Reader", "follow_symlinks", "merged_view", "read_upto"]
 
 Kind = Literal["file", "dir", "symlink", "hardlink", "other"]
 MAX_DATA = 16 << 20  # default bound on the bytes read for one wanted file
 MAX_SYMLINK_HOPS = 40  # as Linux's MAXSYMLINKS
+MAX_HEADER = 1 << 20  # largest PAX header / GNU long name read (Go's archive/tar has the same bound)
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 _AUFS_DIR = "/" + WHITEOUT + WHITEOUT
@@ -64,6 +67,54 @@ class Entry:
     linkname: str = ""
     layer: int = 0  # index (bottom = 0) of the layer that wrote this entry
     data: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Limits:
+    """How much a :func:`merged_view` may hold; a layer that would exceed a bound is a
+    ``SourceError`` naming the bound, the layer and the path that crossed it.
+
+    ``entries``: entries kept in the view at once; ``files``: of those, files whose content was
+    read (``Entry.data`` set); ``data``: total bytes of those contents. ``advice`` ends the message.
+    """
+
+    entries: int = 1_000_000
+    files: int = 100_000
+    data: int = 512 << 20
+    advice: str = "the base image is unusually large or hostile; use another base"
+
+
+class BoundedTarInfo(tarfile.TarInfo):
+    """A ``TarInfo`` that refuses headers ``tarfile`` would read whole into memory (PAX extended
+    headers and GNU long names above :data:`MAX_HEADER`) and GNU sparse members, and reports
+    malformed special headers as ``tarfile.ReadError`` instead of ``IndexError`` / ``ValueError``.
+    Pass it as ``tarfile.open(..., tarinfo=BoundedTarInfo)``."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _SPECIAL_HEADERS and self.size > MAX_HEADER:
+            raise tarfile.ReadError(f"a tar header of {self.size} bytes for {self.name[:200]!r} (more than "
+                                    f"{MAX_HEADER} are refused)")
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise tarfile.ReadError(f"GNU sparse member {self.name[:200]!r} is not supported in layers")
+        depth = getattr(tarfile_, _DEPTH, 0)  # PAX and long-name headers each read the next one
+        if depth >= _MAX_CHAINED:
+            raise tarfile.ReadError(f"more than {_MAX_CHAINED} extended headers in a row before {self.name[:200]!r}")
+        setattr(tarfile_, _DEPTH, depth + 1)
+        try:
+            member: tarfile.TarInfo = super()._proc_member(tarfile_)  # type: ignore[misc]
+        except (IndexError, ValueError, UnicodeError, RecursionError) as exc:
+            raise tarfile.ReadError(f"malformed tar header for {self.name[:200]!r}: {exc}") from None
+        finally:
+            setattr(tarfile_, _DEPTH, depth)
+        if member.sparse is not None:  # PAX-encoded sparse file (GNU.sparse.*)
+            raise tarfile.ReadError(f"sparse member {member.name[:200]!r} is not supported in layers")
+        return member
+
+
+_DEPTH = "_ocibuild_header_depth"
+_MAX_CHAINED = 16
+_SPECIAL_HEADERS = frozenset({tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
+                              tarfile.GNUTYPE_LONGLINK})
 
 
 Reader = Callable[[Entry, IO[bytes]], bytes | None]
@@ -201,6 +252,39 @@ class _Walk:
     keep: Callable[[Entry], bool]
     want: Callable[[str], bool]
     reader: Reader
+    limits: Limits
+    entries: int = 0  # kept in the view (lower + this layer's upper)
+    files: int = 0  # of those, files with content read
+    data: int = 0  # bytes of that content
+    layer: str = ""  # for messages: "base layer N (digest)"
+
+    def _count(self, entry: Entry, sign: int) -> None:
+        self.entries += sign
+        if entry.data is not None:
+            self.files += sign
+            if entry.kind == "file":  # a hard link shares the bytes of its target
+                self.data += sign * len(entry.data)
+
+    def _exceeded(self, what: str, limit: int, path: str) -> SourceError:
+        return SourceError(f"{self.layer}: more than {limit} {what} at {path[:200]!r}; {self.limits.advice}")
+
+    def _add(self, upper: dict[str, Entry], entry: Entry) -> None:
+        old = upper.get(entry.path)
+        if old is not None:
+            self._count(old, -1)
+        upper[entry.path] = entry
+        self._count(entry, +1)
+        if self.entries > self.limits.entries:
+            raise self._exceeded("entries of interest", self.limits.entries, entry.path)
+        if self.files > self.limits.files:
+            raise self._exceeded("files read", self.limits.files, entry.path)
+        if self.data > self.limits.data:
+            raise self._exceeded("bytes of file content read", self.limits.data, entry.path)
+
+    def _drop(self, table: dict[str, Entry], path: str) -> None:
+        old = table.pop(path, None)
+        if old is not None:
+            self._count(old, -1)
 
     def apply(self, tar: tarfile.TarFile, layer: int, lower: dict[str, Entry]) -> None:
         """Apply one layer to ``lower`` (the merged view of the layers below it) in place."""
@@ -234,20 +318,22 @@ class _Walk:
             entry = _entry(member, path, layer)
             wanted = self.want(path)
             if not (wanted or self.keep(entry)):
-                upper.pop(path, None)
+                self._drop(upper, path)
                 continue
             if wanted and entry.kind == "file":
+                if self.files >= self.limits.files:
+                    raise self._exceeded("files read", self.limits.files, path)
                 entry = replace(entry, data=self._read(tar, member, entry))
             elif wanted and entry.kind == "hardlink":
                 source = upper.get(entry.linkname) or (lower.get(entry.linkname)
                                                        if entry.linkname not in gone else None)
                 entry = replace(entry, data=source.data if source is not None else None)
-            upper[path] = entry
+            self._add(upper, entry)
         for path in gone:
-            lower.pop(path, None)
+            self._drop(lower, path)
         if gone_trees:
             for path in [p for p in lower if _below(p, gone_trees)]:
-                del lower[path]
+                self._drop(lower, path)
         lower.update(upper)
 
     def _read(self, tar: tarfile.TarFile, member: tarfile.TarInfo, entry: Entry) -> bytes | None:
@@ -267,38 +353,39 @@ def _nothing(_path: str) -> bool:
 
 
 def merged_view(image: Image, *, keep: Callable[[Entry], bool] = _everything,
-                want: Callable[[str], bool] = _nothing, reader: Reader | None = None) -> MergedView:
+                want: Callable[[str], bool] = _nothing, reader: Reader | None = None,
+                limits: Limits | None = None) -> MergedView:
     """Read every layer of ``image`` once, as a stream, and return its merged filesystem.
 
     ``keep(entry)`` says which entries the view holds (all by default; an entry not kept still
     deletes or replaces what is below it). ``want(path)`` says which regular files' content to
     read (they are kept whatever ``keep`` says): ``reader`` (default ``read_upto(MAX_DATA)``) gets
     each one's stream and its result becomes ``Entry.data``; a wanted hard link gets the data of
-    the file it links to, if that was read. A layer that is not a readable tar is a
-    ``SourceError`` naming it.
+    the file it links to, if that was read. ``limits`` (default :class:`Limits`) bounds what the
+    view holds. A layer that is not a readable tar, or that crosses a limit, is a ``SourceError``
+    naming it.
 
     >>> view = merged_view(image, keep=lambda e: e.kind != "dir")  # doctest: +SKIP
     >>> sorted(view)[:2]  # doctest: +SKIP
     ['/bin', '/etc/os-release']
     """
-    walk = _Walk(keep=keep, want=want, reader=reader or read_upto())
+    walk = _Walk(keep=keep, want=want, reader=reader or read_upto(), limits=limits or Limits())
     merged: dict[str, Entry] = {}
     errors = decode_errors()
     for index, layer in enumerate(image.layers):
+        walk.layer = f"base layer {index + 1} ({layer.digest})"
         with layer.uncompressed() as stream:
             try:
-                with tarfile.open(fileobj=stream, mode="r|") as tar:
+                with tarfile.open(fileobj=stream, mode="r|", tarinfo=BoundedTarInfo) as tar:
                     walk.apply(tar, index, merged)
             except tarfile.ReadError as exc:
                 if str(exc) == "empty file":
                     continue
                 raise SourceError(
-                    f"base layer {index + 1} ({layer.digest}) is not a readable tar: {exc}; "
-                    "the base image is corrupt, fetch it again"
+                    f"{walk.layer} is not a readable tar: {exc}; the base image is corrupt, fetch it again"
                 ) from None
             except errors as exc:
                 raise SourceError(
-                    f"base layer {index + 1} ({layer.digest}) cannot be read: {exc}; "
-                    "the base image is corrupt, fetch it again"
+                    f"{walk.layer} cannot be read: {exc}; the base image is corrupt, fetch it again"
                 ) from None
     return MergedView(merged)

@@ -15,7 +15,7 @@ import requests
 from ..errors import DigestMismatch, RemoteFileNotFound, SourceError
 from ..spec import Digest
 from ..store import CHUNK, ContentStore
-from ..transfer import Transfer, TransferLimits, redact
+from ..transfer import Transfer, TransferLimits, default_session, redact
 from .control import iter_stanzas
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -106,7 +106,7 @@ class _Body:
 class Fetcher:
     """Downloads from one mirror base URL (``http(s)://`` or ``file://``), each under ``limits``
     (default: ``TransferLimits.from_env()``: aborted under 1 KiB/s for 60 s, or after 120 s plus
-    1 s per 64 KiB received)."""
+    1 s per 64 KiB moved)."""
 
     def __init__(self, mirror: str, *, limits: TransferLimits | None = None) -> None:
         self.mirror = mirror.rstrip("/")
@@ -133,16 +133,16 @@ class Fetcher:
                 yield f
             return
         if self._session is None:
-            self._session = requests.Session()
+            self._session = default_session()  # counted connections: the deadlines need them
         shown = redact(url)
         hint = ("check the mirror and the network, or choose another mirror (--mirror, [base.debian] mirror), or "
                 "build offline from a lock file plus cache, or from a folder of .deb files (deb_dir)")
         with Transfer(f"GET {shown}", self.limits, error=SourceError, hint=hint) as transfer:
             try:
                 resp = self._session.get(url, stream=True, timeout=self.limits.timeout)
-            except requests.Timeout as exc:
-                raise transfer.failed(exc) from None
             except requests.RequestException as exc:
+                if transfer.reason is not None or isinstance(exc, requests.Timeout):
+                    raise transfer.failed(exc) from None
                 raise SourceError(
                     f"cannot reach the Debian mirror {redact(self.mirror)} ({type(exc).__name__}); check the "
                     "mirror URL and the network, or build offline from a lock file plus cache, or from a folder "
@@ -153,7 +153,6 @@ class Fetcher:
                 if resp.status_code != 200:
                     raise SourceError(f"GET {shown} failed: HTTP {resp.status_code} {(resp.reason or '')[:200]}")
                 resp.raw.decode_content = True
-                transfer.attempt(resp)
                 yield typing.cast(BinaryIO, _Body(transfer, resp))
 
     def read(self, path: str, limit: int = 64 << 20) -> bytes:

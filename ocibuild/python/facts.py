@@ -15,12 +15,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 
-from ..imagefs import Entry, MergedView, follow_symlinks, merged_view, read_upto
+from ..imagefs import Entry, Limits, MergedView, follow_symlinks, merged_view, read_upto
 
 if TYPE_CHECKING:
     from ..image import Image
 
-__all__ = ["CANDIDATE_DIRS", "ImageFacts", "scan_image"]
+__all__ = ["CANDIDATE_DIRS", "SCAN_LIMITS", "ImageFacts", "scan_image"]
 
 CANDIDATE_DIRS = ("/usr/local/bin", "/usr/bin", "/bin")  # plus /opt/*/bin
 _MAX_TEXT = 16 << 20  # larger "small" files (dpkg status, os-release, apk db) are ignored
@@ -38,6 +38,16 @@ _CONTENT_FILES = ("/etc/os-release", "/usr/lib/os-release", "/var/lib/dpkg/statu
                   "/usr/lib/apk/db/installed")
 _DPKG_STATUS = "/var/lib/dpkg/status"
 _DPKG_STATUS_D = "/var/lib/dpkg/status.d/"
+
+SCAN_LIMITS = Limits(
+    entries=100_000, files=10_000, data=64 << 20,
+    advice="the base image is hostile or unusual; use another base, or set python.interpreter, "
+           "python.python_version, python.libc and python.libc_version so that its layers are not scanned",
+)
+"""What the scan keeps at most: 100,000 entries (python executables, libc files, symlinks on the way,
+``os.py`` landmarks), 10,000 small files read (dpkg ``status`` / ``status.d``, apk db, os-release) and
+64 MiB of their content. A base beyond that is refused with one error line; real images keep a few
+hundred entries and a few MB (the largest dpkg status files are about 5 MB)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -107,7 +117,9 @@ class ImageFacts:
 
 
 def _is_content_file(path: str) -> bool:
-    return path in _CONTENT_FILES or (path.startswith(_DPKG_STATUS_D) and "/" not in path[len(_DPKG_STATUS_D):])
+    """The package databases and os-release (a ``status.d`` file's ``.md5sums`` says nothing we need)."""
+    return path in _CONTENT_FILES or (path.startswith(_DPKG_STATUS_D) and "/" not in path[len(_DPKG_STATUS_D):]
+                                      and not path.endswith(".md5sums"))
 
 
 def _is_libc(name: str) -> bool:
@@ -232,4 +244,4 @@ def _facts(view: MergedView) -> ImageFacts:
 
 def scan_image(base: Image) -> ImageFacts:
     """Read every layer of ``base`` once, as a stream, and return what the merged image holds."""
-    return _facts(merged_view(base, keep=_keep, want=_want, reader=_read))
+    return _facts(merged_view(base, keep=_keep, want=_want, reader=_read, limits=SCAN_LIMITS))

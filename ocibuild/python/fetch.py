@@ -24,7 +24,7 @@ import requests
 from ..errors import DigestMismatch, ResolutionError
 from ..spec import Digest, canonical_json
 from ..store import CHUNK, ContentStore
-from ..transfer import Transfer, TransferLimits, redact
+from ..transfer import Transfer, TransferLimits, guarded, redact
 from .resolve import IndexSettings, Pin
 from .target import TargetPython
 from .wheel import normalize_name
@@ -157,14 +157,15 @@ def _read_url(session: requests.Session, url: str, accept: str,
     limits = limits or TransferLimits.from_env()
     with Transfer(f"GET {redact(url)}", limits, error=ResolutionError, hint=HINT) as transfer:
         try:
-            resp = session.get(url, headers={"Accept": accept}, stream=True, timeout=limits.timeout)
-        except requests.Timeout as exc:
-            raise transfer.failed(exc) from None
+            resp = guarded(session).get(url, headers={"Accept": accept}, stream=True, timeout=limits.timeout)
+        except requests.RequestException as exc:
+            if transfer.reason is not None or isinstance(exc, requests.Timeout):
+                raise transfer.failed(exc) from None
+            raise
         with resp:
             if resp.status_code == 404:
                 return "", ""
             resp.raise_for_status()
-            transfer.attempt(resp)
             data = transfer.read_all(resp, PAGE_LIMIT)
             return data.decode(resp.encoding or "utf-8", errors="replace"), resp.headers.get("Content-Type", "")
 
@@ -271,9 +272,8 @@ def stream(cand: Candidate, session: requests.Session, write: Callable[[bytes], 
         for attempt in range(4):
             started = False
             try:
-                with session.get(cand.url, stream=True, timeout=limits.timeout) as resp:
+                with guarded(session).get(cand.url, stream=True, timeout=limits.timeout) as resp:
                     resp.raise_for_status()  # an error's body is never read
-                    transfer.attempt(resp)
                     while chunk := transfer.read(resp):
                         started = True
                         write(chunk)

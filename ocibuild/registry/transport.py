@@ -29,8 +29,8 @@ Credentials stay with their origin (scheme, host, port), as browsers and contain
 ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` are honoured as requests does (``trust_env``); no
 message shows a proxy URL (or its credentials), only the registry's host.
 
-Deadlines and bounds (``RetryPolicy``; the defaults can be changed through the environment, the same
-variables the Debian-mirror and package-index downloads read):
+Deadlines and bounds (``RetryPolicy``, enforced by :mod:`ocibuild.transfer`, the one mechanism the
+Debian-mirror and package-index downloads use too, with the same environment variables):
 
 - a transfer that moves under ``low_speed_limit`` = 1024 bytes/s (``OCIBUILD_LOW_SPEED_LIMIT``)
   averaged over ``low_speed_time`` = 60 s (``OCIBUILD_LOW_SPEED_TIME``) is aborted, in either
@@ -55,8 +55,6 @@ import contextlib
 import email.utils
 import json
 import logging
-import math
-import os
 import random
 import re
 import threading
@@ -67,15 +65,15 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
-import requests.adapters
 import urllib3.exceptions
 
-from ..errors import ConfigError, ImageNotFound, OcibuildError, RegistryError
+from ..errors import ImageNotFound, OcibuildError, RegistryError
 from ..spec import Reference
+from ..transfer import Guard, TransferLimits, current_guard, env_limits, guarded
+from ..transfer import default_session as default_session  # re-exported: the registry package's API
 from ..version import __version__
 from .auth import Challenge, CredentialProvider, Credentials, default_credentials, parse_challenge, scope_for
 from .tls import TLSConfig, is_loopback
-from .watchdog import Guard, GuardedAdapter, current_guard
 
 log = logging.getLogger("ocibuild.registry")
 
@@ -85,8 +83,6 @@ MAX_REDIRECTS = 10
 ERROR_BODY_LIMIT = 16 << 10
 TOKEN_LIMIT = 64 << 10
 MESSAGE_LIMIT = 300
-ENV = {"timeout": "OCIBUILD_TRANSFER_TIMEOUT", "low_speed_limit": "OCIBUILD_LOW_SPEED_LIMIT",
-       "low_speed_time": "OCIBUILD_LOW_SPEED_TIME"}
 # what reading a streamed body can raise (requests wraps only part of urllib3's); sending, also OSError
 READ_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError)
 NET_ERRORS = (OSError, *READ_ERRORS)
@@ -132,6 +128,9 @@ class Repository:
         return f"{self.host}/{self.name}"
 
 
+_LIMITS = TransferLimits()
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RetryPolicy:
     """Timeouts, deadlines and retries (the module docstring says what each bounds). ``budget``
@@ -148,29 +147,25 @@ class RetryPolicy:
     budget: float = 120.0
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
-    timeout: float = 120.0
-    min_rate: int = 64 << 10
-    low_speed_limit: int = 1024
-    low_speed_time: float = 60.0
+    timeout: float = _LIMITS.max_time
+    min_rate: int = _LIMITS.min_rate
+    low_speed_limit: int = _LIMITS.low_speed_limit
+    low_speed_time: float = _LIMITS.low_speed_time
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RetryPolicy:
         """The defaults, changed by ``OCIBUILD_TRANSFER_TIMEOUT`` (s), ``OCIBUILD_LOW_SPEED_LIMIT``
-        (bytes/s) and ``OCIBUILD_LOW_SPEED_TIME`` (s)."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for name, var in ENV.items():
-            text = env.get(var, "").strip()
-            if not text:
-                continue
-            try:
-                number = float(text)
-            except ValueError:
-                number = -1.0
-            if not number > 0 or math.isinf(number):
-                raise ConfigError(f"{var}={text!r} is not a positive number; unset it or give e.g. {var}=60")
-            values[name] = int(number) if name == "low_speed_limit" else number
+        (bytes/s) and ``OCIBUILD_LOW_SPEED_TIME`` (s), read as :meth:`TransferLimits.from_env` reads them."""
+        values = env_limits(environ)
+        if "max_time" in values:
+            values["timeout"] = values.pop("max_time")
         return cls(**values)
+
+    @property
+    def limits(self) -> TransferLimits:
+        """The bounds of one operation under this policy."""
+        return TransferLimits(connect_timeout=self.connect_timeout, low_speed_limit=self.low_speed_limit,
+                              low_speed_time=self.low_speed_time, max_time=self.timeout, min_rate=self.min_rate)
 
 
 class Deadline:
@@ -212,16 +207,6 @@ def retry_after(resp: requests.Response) -> float | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def default_session() -> requests.Session:
-    """A session with connection pools big enough for parallel transfers, large send blocks and
-    counted connections (the deadlines need them)."""
-    session = requests.Session()
-    adapter = GuardedAdapter(pool_connections=8, pool_maxsize=16)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
 
 
 # --- origins ------------------------------------------------------------------------------------------
@@ -355,7 +340,7 @@ def json_document(data: bytes) -> Any:
 
 class Transport:
     """Authenticated, retried, bounded requests to registries over one session; thread-safe. A
-    session that has requests' stock adapters gets a :class:`~.watchdog.GuardedAdapter` mounted (the
+    session that has requests' stock adapters gets a :class:`~ocibuild.transfer.GuardedAdapter` mounted (the
     deadlines count bytes on its connections); one with adapters of its own keeps them, without the
     low-speed and total bounds (the socket timeouts still apply).
 
@@ -366,10 +351,7 @@ class Transport:
 
     def __init__(self, session: requests.Session | None = None, *, credentials: CredentialProvider | None = None,
                  tls: TLSConfig | None = None, retry: RetryPolicy | None = None) -> None:
-        self.session = session or default_session()
-        for prefix in ("https://", "http://"):  # stock adapters get counted connections (the deadlines need them)
-            if type(self.session.adapters.get(prefix)) is requests.adapters.HTTPAdapter:
-                self.session.mount(prefix, GuardedAdapter(pool_connections=8, pool_maxsize=16))
+        self.session = guarded(session or default_session())  # counted connections: the deadlines need them
         self.session.headers.setdefault("User-Agent", f"ocibuild/{__version__}")
         self.credentials = credentials or default_credentials()
         self.tls = tls or TLSConfig()
@@ -391,9 +373,7 @@ class Transport:
         active = current_guard()
         if active is not None:
             return contextlib.nullcontext(active)
-        policy = self.retry
-        return Guard(what, timeout=policy.timeout, min_rate=policy.min_rate, low_speed_limit=policy.low_speed_limit,
-                     low_speed_time=policy.low_speed_time)
+        return Guard(what, self.retry.limits)
 
     def base_url(self, host: str) -> str:
         """``https://host``, or ``http://host`` once the host turned out to speak plain HTTP."""

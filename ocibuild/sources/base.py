@@ -8,12 +8,12 @@ A source that serves manifests and blobs by descriptor (an OCI layout, an archiv
 
 from __future__ import annotations
 
+import hashlib
 import platform as _platform
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
-from ..errors import ImageNotFound, SourceError
+from ..errors import ImageNotFound, MalformedImage, SourceError
 from ..image import Layer, MemoryImage
 from ..spec import (
     INDEX_TYPES,
@@ -23,9 +23,13 @@ from ..spec import (
     ImageIndex,
     ImageManifest,
     Platform,
-    media_type_of,
+    SpecError,
+    check_image_manifest,
+    layer_compression,
+    parse_manifest_or_index,
     to_oci,
 )
+from ..store import CHUNK, ContentStore
 
 
 def host_platform() -> Platform:
@@ -74,30 +78,34 @@ class ManifestSource:
     make_layer: Callable[[Descriptor, Digest], Layer]
 
 
-_T = TypeVar("_T")
+def malformed(where: str, what: str, problem: object, *, fix: str = "the image is malformed") -> MalformedImage:
+    """The one-line error for a base whose ``what`` (``manifest sha256:…``) breaks the spec."""
+    return MalformedImage(f"base {where}: {what}: {problem}; {fix}")
 
 
-def _parse(parser: Callable[[bytes], _T], raw: bytes, what: str, where: str) -> _T:
+def _label(desc: Descriptor) -> str:
+    return f"{'index' if str(desc.media_type) in INDEX_TYPES else 'manifest'} {desc.digest}"
+
+
+def _document(source: ManifestSource, desc: Descriptor) -> tuple[ImageManifest | ImageIndex, bytes]:
+    raw = source.fetch(desc)
     try:
-        return parser(raw)
-    except ValueError as exc:
-        raise SourceError(f"base {where}: invalid {what}: {exc}") from None
+        return parse_manifest_or_index(raw, desc.media_type), raw
+    except SpecError as exc:
+        raise malformed(source.where, _label(desc), exc) from None
 
 
-def _parse_index(raw: bytes, where: str) -> ImageIndex:
-    return _parse(ImageIndex.from_json, raw, "image index", where)
-
-
-def _parse_manifest(raw: bytes, where: str) -> ImageManifest:
-    return _parse(ImageManifest.from_json, raw, "manifest", where)
-
-
-def _parse_config(raw: bytes, where: str) -> ImageConfig:
-    return _parse(ImageConfig.from_json, raw, "image config", where)
-
-
-def _is_index(desc: Descriptor, raw: bytes) -> bool:
-    return (str(desc.media_type) or media_type_of(raw)) in INDEX_TYPES
+def _image(source: ManifestSource, desc: Descriptor, manifest: ImageManifest) -> tuple[ImageConfig, bytes]:
+    """The config of an image manifest, after checking that the manifest is an image's."""
+    try:
+        check_image_manifest(manifest)
+    except SpecError as exc:
+        raise malformed(source.where, _label(desc), exc) from None
+    raw = source.fetch(manifest.config)
+    try:
+        return ImageConfig.from_json(raw), raw
+    except SpecError as exc:
+        raise malformed(source.where, f"config {manifest.config.digest}", exc) from None
 
 
 def _as_oci(d: Descriptor) -> Descriptor:
@@ -108,44 +116,102 @@ def _as_oci(d: Descriptor) -> Descriptor:
 
 def platforms(source: ManifestSource) -> tuple[Platform, ...]:
     """Every platform ``source`` offers, reading only the top index (or one manifest and its config)."""
-    raw = source.fetch(source.top)
-    if _is_index(source.top, raw):
-        found = tuple(d.platform for d in offered(_parse_index(raw, source.where)) if d.platform is not None)
+    doc, _ = _document(source, source.top)
+    if isinstance(doc, ImageIndex):
+        found = tuple(d.platform for d in offered(doc) if d.platform is not None)
         if found:
             return found
         raise ImageNotFound(f"base {source.where}: its index names no platforms; build with --platform")
-    manifest = _parse_manifest(raw, source.where)
-    return (_parse_config(source.fetch(manifest.config), source.where).platform,)
+    return (_image(source, source.top, doc)[0].platform,)
 
 
 def resolve(source: ManifestSource, platform: Platform | None) -> MemoryImage:
     """Follow ``source.top`` (an index or a manifest) to the image for ``platform``.
 
-    The image is the source's own (its manifest bytes and digest unchanged); its layers are what
-    ``make_layer`` returns, in order, described with OCI media types (a Docker-typed base's layers
-    are the same bytes), so images built on it are pure OCI."""
+    Every document on the way is checked against the spec (field types, media types, an image
+    config and layers, one diff_id per layer). The image is the source's own (its manifest bytes and
+    digest unchanged); its layers are what ``make_layer`` returns, in order, described with OCI
+    media types (a Docker-typed base's layers are the same bytes), so images built on it are pure OCI."""
     where = source.where
     desc = source.top
     for _ in range(4):  # an index may point at an index; never loop forever
-        raw = source.fetch(desc)
-        if _is_index(desc, raw):
-            desc = select_platform(_parse_index(raw, where), platform, where)
+        doc, raw = _document(source, desc)
+        if isinstance(doc, ImageIndex):
+            desc = select_platform(doc, platform, where)
             continue
-        manifest = _parse_manifest(raw, where)
-        config_raw = source.fetch(manifest.config)
-        config = _parse_config(config_raw, where)
+        config, config_raw = _image(source, desc, doc)
         if platform is not None and platform is not ANY_PLATFORM and not config.platform.matches(platform):
             raise ImageNotFound(
                 f"base {where} is a {config.platform} image, not {platform}; "
                 f"build for {config.platform} or use a base that offers {platform}"
             )
-        if len(config.diff_ids) != len(manifest.layers):
-            raise SourceError(
-                f"base {where}: manifest has {len(manifest.layers)} layers but config lists "
-                f"{len(config.diff_ids)} diff_ids; the base image is corrupt"
-            )
+        if len(config.diff_ids) != len(doc.layers):
+            raise malformed(where, _label(desc), f"it has {len(doc.layers)} layers but its config lists "
+                            f"{len(config.diff_ids)} diff_ids")
         layers = tuple(source.make_layer(_as_oci(d), diff_id)
-                       for d, diff_id in zip(manifest.layers, config.diff_ids, strict=True))
-        return MemoryImage(manifest=manifest, config=config, config_bytes=config_raw, manifest_bytes=raw,
+                       for d, diff_id in zip(doc.layers, config.diff_ids, strict=True))
+        return MemoryImage(manifest=doc, config=config, config_bytes=config_raw, manifest_bytes=raw,
                            layers=layers)
     raise SourceError(f"base {where}: image indexes nested too deeply")
+
+
+# --------------------------------------------------------------------------------------------------
+# diff_ids: each layer decompressed once, as a stream, and the result remembered in the store
+# --------------------------------------------------------------------------------------------------
+
+_RECORD = "diffid-{algorithm}-{hex}-{diff_algorithm}"
+
+
+def _decompressed_digest(store: ContentStore, digest: Digest, algorithm: str, where: str) -> tuple[Digest, str]:
+    from ..layers.compress import decode_errors, open_decompressed, sniff
+
+    hasher = hashlib.new(algorithm)
+    raw = store.open(digest)
+    compression = sniff(raw.read(4))
+    raw.seek(0)
+    try:
+        with open_decompressed(raw) as stream:
+            while chunk := stream.read(CHUNK):
+                hasher.update(chunk)
+    except decode_errors() as exc:
+        raise malformed(where, f"layer {digest}", f"its {compression} data cannot be decompressed ({exc})",
+                        fix="the image is corrupt") from None
+    finally:
+        raw.close()
+    return Digest.from_hasher(hasher), compression
+
+
+def layer_diff_id(store: ContentStore, digest: Digest, where: str, algorithm: str = "sha256") -> tuple[Digest, str]:
+    """The diff_id of the stored layer blob ``digest`` (the ``algorithm`` digest of its decompressed
+    tar) and its compression (``gzip``, ``zstd``, ``none``, from the bytes). Computed in one streamed
+    pass the first time, then read from the store's records."""
+    key = _RECORD.format(algorithm=digest.algorithm, hex=digest.hex, diff_algorithm=algorithm)
+    record = store.get_record(key)
+    if isinstance(record, dict) and record.get("compression") in ("gzip", "zstd", "none"):
+        try:
+            return Digest.parse(record["diff_id"]), str(record["compression"])
+        except (KeyError, ValueError):
+            pass
+    diff_id, compression = _decompressed_digest(store, digest, algorithm, where)
+    store.put_record(key, {"diff_id": str(diff_id), "compression": compression})
+    return diff_id, compression
+
+
+def check_layer(store: ContentStore, desc: Descriptor, diff_id: Digest, where: str) -> None:
+    """Raise ``MalformedImage`` unless the stored blob of layer ``desc`` is compressed the way its
+    media type says and decompresses to ``diff_id``."""
+    declared = layer_compression(desc.media_type) or "none"
+    if desc.digest == diff_id:  # the blob is the tar itself
+        actual, compression = diff_id, "none"
+    else:
+        actual, compression = layer_diff_id(store, desc.digest, where, diff_id.algorithm)
+    if compression != declared:
+        raise malformed(where, f"layer {desc.digest}", f"its data is {_COMPRESSION[compression]} but its media "
+                        f"type {desc.media_type} says {_COMPRESSION[declared]}")
+    if actual != diff_id:
+        what = "its digest is" if compression == "none" else "it decompresses to"
+        raise malformed(where, f"layer {desc.digest}", f"{what} {actual}, but the config's rootfs.diff_ids "
+                        f"lists {diff_id}")
+
+
+_COMPRESSION = {"gzip": "gzip-compressed", "zstd": "zstd-compressed", "none": "an uncompressed tar"}

@@ -3,21 +3,28 @@
 Only the manifests and the config are read up front; each layer is a lazy ``Layer`` fetched into
 the store (verified by digest and size) the first time its bytes are read, and ``Mountable`` so a
 push to the same registry mounts it instead of downloading and uploading it.
+
+A layer's diff_id is checked (one streamed pass, remembered in the store) the first time the layer
+is opened in a build: when it is downloaded, or when it is already in the store from an earlier
+pull. A layer that is only mounted registry-to-registry is never downloaded and so never checked:
+the output then carries the base's diff_ids as the registry serves them.
 """
 
 from __future__ import annotations
 
 from ..image import Image, Layer, Mountable, lazy_layer
 from ..registry.client import RegistryClient, Repository
-from ..spec import Descriptor, Digest, Platform, Reference
+from ..spec import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Digest, Platform, Reference
 from ..store import ContentStore
-from .base import ManifestSource, platforms, resolve
+from .base import ManifestSource, check_layer, platforms, resolve
 
 
 def _source(client: RegistryClient, ref: Reference, store: ContentStore) -> ManifestSource:
     repo = Repository.from_reference(ref)
     raw, media, digest = client.get_manifest(ref)
-    top = Descriptor(media_type=media, digest=digest, size=len(raw))
+    where = f"docker://{ref}"
+    # a Content-Type that names no manifest type (application/json, none) says nothing: go by the document
+    top = Descriptor(media_type=media if media in MANIFEST_TYPES | INDEX_TYPES else "", digest=digest, size=len(raw))
 
     def fetch(desc: Descriptor) -> bytes:
         if desc.digest == digest:
@@ -29,10 +36,11 @@ def _source(client: RegistryClient, ref: Reference, store: ContentStore) -> Mani
         return data
 
     def make_layer(desc: Descriptor, diff_id: Digest) -> Layer:
-        layer = lazy_layer(store, desc, diff_id, lambda d, s: client.fetch_blob(repo, d, s))
+        layer = lazy_layer(store, desc, diff_id, lambda d, s: client.fetch_blob(repo, d, s),
+                           check=lambda: check_layer(store, desc, diff_id, where))
         return Mountable(layer=layer, source=ref)
 
-    return ManifestSource(where=f"docker://{ref}", top=top, fetch=fetch, make_layer=make_layer)
+    return ManifestSource(where=where, top=top, fetch=fetch, make_layer=make_layer)
 
 
 def load_registry(client: RegistryClient, ref: Reference, store: ContentStore, platform: Platform | None) -> Image:

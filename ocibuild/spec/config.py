@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .canonical import canonical_json
 from .digest import Digest
+from .document import (
+    SpecError,
+    as_object,
+    convert,
+    get_bool,
+    get_items,
+    get_object,
+    get_str,
+    get_str_list,
+    get_str_map,
+    parse_object,
+)
 from .platform import Platform
 
 # Keys of the "config" object that ContainerConfig models; all others are kept verbatim in ``extra``.
@@ -43,20 +54,21 @@ class ContainerConfig:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> ContainerConfig:
-        data = data or {}
-        entrypoint = data.get("Entrypoint")
-        cmd = data.get("Cmd")
+    def from_dict(cls, data: Mapping[str, Any] | None, path: str = "config") -> ContainerConfig:
+        """Parse the ``config`` object (None or null: all defaults); ``SpecError`` naming the field
+        if one has the wrong type (an ``Env`` given as a string is refused, not split)."""
+        data = as_object(data, path) if data is not None else {}
+        get_bool(data, "ArgsEscaped", path)
         return cls(
-            user=str(data.get("User") or ""),
-            exposed_ports=tuple(sorted((data.get("ExposedPorts") or {}).keys())),
-            env=tuple(data.get("Env") or ()),
-            entrypoint=tuple(entrypoint) if entrypoint is not None else None,
-            cmd=tuple(cmd) if cmd is not None else None,
-            volumes=tuple(sorted((data.get("Volumes") or {}).keys())),
-            working_dir=str(data.get("WorkingDir") or ""),
-            labels=dict(data.get("Labels") or {}),
-            stop_signal=str(data.get("StopSignal") or ""),
+            user=get_str(data, "User", path),
+            exposed_ports=tuple(sorted(get_object(data, "ExposedPorts", path) or {})),
+            env=get_str_list(data, "Env", path) or (),
+            entrypoint=get_str_list(data, "Entrypoint", path),
+            cmd=get_str_list(data, "Cmd", path),
+            volumes=tuple(sorted(get_object(data, "Volumes", path) or {})),
+            working_dir=get_str(data, "WorkingDir", path),
+            labels=get_str_map(data, "Labels", path),
+            stop_signal=get_str(data, "StopSignal", path),
             extra={k: v for k, v in data.items() if k not in _CONTAINER_KEYS},
         )
 
@@ -102,13 +114,14 @@ class History:
     empty_layer: bool = False
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> History:
+    def from_dict(cls, data: Mapping[str, Any], path: str = "history") -> History:
+        data = as_object(data, path)
         return cls(
-            created=str(data.get("created") or ""),
-            created_by=str(data.get("created_by") or ""),
-            author=str(data.get("author") or ""),
-            comment=str(data.get("comment") or ""),
-            empty_layer=bool(data.get("empty_layer", False)),
+            created=get_str(data, "created", path),
+            created_by=get_str(data, "created_by", path),
+            author=get_str(data, "author", path),
+            comment=get_str(data, "comment", path),
+            empty_layer=get_bool(data, "empty_layer", path),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,28 +148,26 @@ class ImageConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ImageConfig:
-        rootfs = data.get("rootfs") or {}
-        if rootfs.get("type", "layers") != "layers":
-            raise ValueError(f"image config rootfs.type is {rootfs.get('type')!r}, expected 'layers'")
+        """Parse an image config object; ``SpecError`` naming the field if one is mistyped."""
+        data = as_object(data, "")
+        rootfs = get_object(data, "rootfs", "") or {}
+        kind = get_str(rootfs, "type", "rootfs") or "layers"
+        if kind != "layers":
+            raise SpecError(f"'rootfs.type' is {kind[:200]!r}, expected 'layers'")
+        diff_ids = get_str_list(rootfs, "diff_ids", "rootfs") or ()
         return cls(
             platform=Platform.from_dict(data),
-            config=ContainerConfig.from_dict(data.get("config")),
-            diff_ids=tuple(Digest.parse(d) for d in rootfs.get("diff_ids") or ()),
-            history=tuple(History.from_dict(h) for h in data.get("history") or ()),
-            created=str(data.get("created") or ""),
-            author=str(data.get("author") or ""),
+            config=ContainerConfig.from_dict(get_object(data, "config", "")),
+            diff_ids=tuple(convert(f"rootfs.diff_ids[{i}]", Digest.parse, d) for i, d in enumerate(diff_ids)),
+            history=get_items(data, "history", "", History.from_dict),
+            created=get_str(data, "created", ""),
+            author=get_str(data, "author", ""),
             extra={k: v for k, v in data.items() if k not in _IMAGE_KEYS},
         )
 
     @classmethod
     def from_json(cls, raw: bytes) -> ImageConfig:
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"image config is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise ValueError("image config is not a JSON object")
-        return cls.from_dict(data)
+        return cls.from_dict(parse_object(raw, "image config"))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.extra)

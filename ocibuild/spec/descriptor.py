@@ -7,7 +7,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .digest import Digest
-from .mediatype import MediaType
+from .document import (
+    SpecError,
+    as_object,
+    convert,
+    field_name,
+    get_object,
+    get_str,
+    get_str_list,
+    get_str_map,
+    require_int,
+)
+from .mediatype import MediaType, is_media_type
 from .platform import Platform
 
 
@@ -25,26 +36,32 @@ class Descriptor:
 
     def __post_init__(self) -> None:
         if self.size < 0:
-            raise ValueError(f"descriptor {self.digest}: size must not be negative")
+            raise SpecError(f"descriptor {self.digest}: size must not be negative")
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Descriptor:
-        """Parse an OCI descriptor object; raise ``ValueError`` on a malformed one."""
-        try:
-            size = data["size"]
-            if not isinstance(size, int) or isinstance(size, bool):
-                raise ValueError(f"size {size!r} is not an integer")
-            return cls(
-                media_type=MediaType.of(str(data["mediaType"])),
-                digest=Digest.parse(str(data["digest"])),
-                size=size,
-                annotations=dict(data.get("annotations") or {}),
-                platform=Platform.from_dict(data["platform"]) if data.get("platform") else None,
-                urls=tuple(data.get("urls") or ()),
-                artifact_type=str(data.get("artifactType") or ""),
-            )
-        except KeyError as exc:
-            raise ValueError(f"descriptor is missing {exc.args[0]!r}") from None
+    def from_dict(cls, data: Mapping[str, Any], path: str = "") -> Descriptor:
+        """Parse an OCI descriptor object; raise ``SpecError`` (a ``ValueError``) naming the field
+        (``path`` prefixes it, e.g. ``layers[2]``) if it is missing or has the wrong type."""
+        data = as_object(data, path)
+        media_type = get_str(data, "mediaType", path, require=True)
+        digest = convert(field_name(path, "digest"), Digest.parse, get_str(data, "digest", path, require=True))
+        size = require_int(data, "size", path)
+        platform = get_object(data, "platform", path)
+        if platform is not None:
+            get_str_list(platform, "features", field_name(path, "platform"))  # reserved by the spec, but typed
+        get_str(data, "data", path)  # embedded content (base64): not kept, but typed
+        if not is_media_type(media_type):
+            raise SpecError(f"{field_name(path, 'mediaType')!r} is {media_type[:200]!r}, not a media type "
+                            "(type/subtype)")
+        return cls(
+            media_type=MediaType.of(media_type),
+            digest=digest,
+            size=size,
+            annotations=get_str_map(data, "annotations", path),
+            platform=Platform.from_dict(platform, field_name(path, "platform")) if platform else None,
+            urls=get_str_list(data, "urls", path) or (),
+            artifact_type=get_str(data, "artifactType", path),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -7,8 +7,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .document import SpecError
+
 _HEX_LENGTHS = {"sha256": 64, "sha512": 128}
-_HEX = re.compile(r"^[a-f0-9]+$")
+_HEX = re.compile(r"[a-f0-9]+")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -25,25 +27,27 @@ class Digest:
     def __post_init__(self) -> None:
         want = _HEX_LENGTHS.get(self.algorithm)
         if want is None:
-            raise ValueError(
+            raise SpecError(
                 f"unsupported digest algorithm {self.algorithm!r}: use sha256 or sha512"
             )
-        if len(self.hex) != want or not _HEX.match(self.hex):
-            raise ValueError(
+        if len(self.hex) != want or not _HEX.fullmatch(self.hex):
+            raise SpecError(
                 f"invalid {self.algorithm} digest {self.algorithm}:{self.hex!r}: "
                 f"expected {want} lowercase hex characters"
             )
 
     @classmethod
     def parse(cls, text: str) -> Digest:
-        """Parse ``algorithm:hex``; raise ``ValueError`` naming the input if it is malformed."""
+        """Parse ``algorithm:hex``; raise ``SpecError`` (a ``ValueError``) naming the input if malformed."""
+        if not isinstance(text, str):
+            raise SpecError(f"invalid digest: expected a string 'sha256:<64 hex>', got {type(text).__name__}")
         algorithm, sep, encoded = text.partition(":")
         if not sep:
-            raise ValueError(f"invalid digest {text!r}: expected 'sha256:<64 hex characters>'")
+            raise SpecError(f"invalid digest {text!r}: expected 'sha256:<64 hex characters>'")
         try:
             return cls(algorithm, encoded)
-        except ValueError as exc:
-            raise ValueError(f"invalid digest {text!r}: {exc}") from None
+        except SpecError as exc:
+            raise SpecError(f"invalid digest {text!r}: {exc}") from None
 
     @classmethod
     def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 
@@ -37,6 +38,21 @@ class MediaType(StrEnum):
 
 MANIFEST_TYPES = frozenset({MediaType.OCI_MANIFEST, MediaType.DOCKER_MANIFEST})
 INDEX_TYPES = frozenset({MediaType.OCI_INDEX, MediaType.DOCKER_MANIFEST_LIST})
+CONFIG_TYPES = frozenset({MediaType.OCI_CONFIG, MediaType.DOCKER_CONFIG})
+LAYER_TYPES = frozenset({
+    MediaType.OCI_LAYER, MediaType.OCI_LAYER_GZIP, MediaType.OCI_LAYER_ZSTD, MediaType.OCI_LAYER_NONDIST,
+    MediaType.OCI_LAYER_NONDIST_GZIP, MediaType.OCI_LAYER_NONDIST_ZSTD, MediaType.DOCKER_LAYER,
+    MediaType.DOCKER_LAYER_GZIP, MediaType.DOCKER_LAYER_ZSTD, MediaType.DOCKER_FOREIGN_LAYER,
+})
+"""Media types of filesystem layers (a tar, plain or compressed) that an image's ``layers`` may list."""
+
+# RFC 6838 type/subtype, as the OCI descriptor schema checks it
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+
+
+def is_media_type(text: str) -> bool:
+    """Whether ``text`` has the ``type/subtype`` form the OCI spec requires of a ``mediaType``."""
+    return _MEDIA_TYPE.fullmatch(text) is not None
 
 # Docker layer/config types and the OCI type with the same bytes.
 _TO_OCI = {

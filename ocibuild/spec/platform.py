@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .document import SpecError, as_object, get_str, get_str_list
+
 _ARCH_ALIASES = {
     "x86_64": ("amd64", ""),
     "x86-64": ("amd64", ""),
@@ -58,16 +60,16 @@ class Platform:
         if len(parts) == 1 and parts[0] in _ARCH_ALIASES:
             parts = ["linux", parts[0]]
         if not 2 <= len(parts) <= 3 or not all(parts):
-            raise ValueError(
+            raise SpecError(
                 f"invalid platform {text!r}: expected os/architecture[/variant], e.g. 'linux/amd64' "
                 "or 'linux/arm64/v8'"
             )
         os_name, arch = parts[0], parts[1]
         if os_name not in _KNOWN_OS:
-            raise ValueError(f"invalid platform {text!r}: unknown operating system {os_name!r} (e.g. 'linux')")
+            raise SpecError(f"invalid platform {text!r}: unknown operating system {os_name!r} (e.g. 'linux')")
         if arch not in _ARCH_ALIASES:
             known = ", ".join(sorted({a for a, _ in _ARCH_ALIASES.values()}))
-            raise ValueError(f"invalid platform {text!r}: unknown architecture {arch!r} (known: {known})")
+            raise SpecError(f"invalid platform {text!r}: unknown architecture {arch!r} (known: {known})")
         return cls.create(os_name, arch, parts[2] if len(parts) == 3 else "")
 
     @classmethod
@@ -83,13 +85,16 @@ class Platform:
                    **extra)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Platform:
+    def from_dict(cls, data: Mapping[str, Any], path: str = "") -> Platform:
+        """A platform object (or an image config, which has the same fields); ``SpecError`` naming the
+        field (``path`` prefixes it) if one has the wrong type."""
+        data = as_object(data, path)
         return cls.create(
-            str(data.get("os", "")),
-            str(data.get("architecture", "")),
-            str(data.get("variant", "") or ""),
-            os_version=str(data.get("os.version", "") or ""),
-            os_features=tuple(data.get("os.features", ()) or ()),
+            get_str(data, "os", path),
+            get_str(data, "architecture", path),
+            get_str(data, "variant", path),
+            os_version=get_str(data, "os.version", path),
+            os_features=get_str_list(data, "os.features", path) or (),
         )
 
     def to_dict(self) -> dict[str, Any]:

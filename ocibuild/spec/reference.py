@@ -10,11 +10,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from .document import SpecError
+
 DEFAULT_REGISTRY = "docker.io"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
 DEFAULT_TAG = "latest"
 NAME_TOTAL_LENGTH_MAX = 255
 TAG_LENGTH_MAX = 128
+_TEXT_LENGTH_MAX = 1024  # name, tag and digest together are far shorter; bounds the regex work
 
 _LEGACY_REGISTRY = "index.docker.io"
 _OFFICIAL_PREFIX = "library/"
@@ -45,8 +48,10 @@ class _Problem(Exception):
         self.what = what
         self.example = example
 
-    def error(self, text: str) -> ValueError:
-        return ValueError(f"invalid image reference {text!r}: {self.what} (e.g. {self.example})")
+    def error(self, text: str) -> SpecError:
+        shown = text if isinstance(text, str) else repr(text)
+        shown = shown if len(shown) <= 300 else shown[:300] + "..."
+        return SpecError(f"invalid image reference {shown!r}: {self.what} (e.g. {self.example})")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -78,7 +83,8 @@ class Reference:
 
     @classmethod
     def parse(cls, text: str) -> Reference:
-        """Parse and normalise a reference; raise ``ValueError`` quoting ``text`` if it is invalid.
+        """Parse and normalise a reference; raise ``SpecError`` (a ``ValueError``) quoting ``text`` if it
+        is invalid.
 
         >>> str(Reference.parse("busybox"))
         'docker.io/library/busybox:latest'
@@ -148,8 +154,13 @@ def _format(registry: str, repository: str, tag: str | None, digest: str | None)
 
 def _split(text: str) -> tuple[str, str, str | None, str | None]:
     """Cut ``text`` into registry, repository, tag and digest (not yet normalised or validated)."""
+    if not isinstance(text, str):
+        raise _Problem(f"expected text, got {type(text).__name__}", _EXAMPLE)
     if not text:
         raise _Problem("the reference is empty", _EXAMPLE)
+    if len(text) > _TEXT_LENGTH_MAX:
+        raise _Problem(f"the reference is {len(text)} characters long; at most {_TEXT_LENGTH_MAX} are allowed",
+                       _EXAMPLE)
     if any(c.isspace() for c in text):
         raise _Problem("whitespace is not allowed", _EXAMPLE)
     if "://" in text:
@@ -198,7 +209,7 @@ def _check(registry: str, repository: str, tag: str | None, digest: str | None) 
             _EXAMPLE_REGISTRY,
         )
     port = match.group("port")
-    if port is not None and not 0 < int(port) <= 65535:
+    if port is not None and (len(port) > 5 or not 0 < int(port) <= 65535):
         raise _Problem(f"invalid port in registry {registry!r}: must be 1-65535", _EXAMPLE_REGISTRY)
 
     if any("A" <= c <= "Z" for c in repository):
