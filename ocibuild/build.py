@@ -17,6 +17,7 @@ from .events import BaseResolved, EventHandler, LayerDone, Note, ignore
 from .image import Artifact, Image, Index, Layer, store_layer
 from .layers import TarEntry, TarOptions, build_layer, collect
 from .layers.policy import compression_for, split
+from .models import MODEL_ANNOTATION, ModelBuild, WeightsLock, build_model, embedded_layers, model_env, model_reference
 from .plan import BuildPlan, FileEntry, LayerSpec
 from .sinks import Sink, sink_for
 from .sources import base_platforms, host_platform, resolve_base
@@ -69,6 +70,8 @@ class BuildResult:
     base: Image = field(repr=False)
     python: dict[str, Any] | None = None
     platforms: tuple[BuildResultPlatform, ...] = ()
+    models: tuple[ModelBuild, ...] = ()  # the model images the app refers to (not with embed_models)
+    model_references: Mapping[str, str] = field(default_factory=dict)  # name -> the app's annotation value
     outputs: tuple[str, ...] = ()  # filled in by publish()
 
     @property
@@ -105,6 +108,8 @@ class BuildResult:
             "layers": layers(self.layers),
             "outputs": list(self.outputs),
             **({"python": self.python} if self.python is not None else {}),
+            **({"models": [{**m.to_dict(), "reference": self.model_references.get(m.name)} for m in self.models]}
+               if self.models else {}),
         }
 
 
@@ -171,6 +176,9 @@ def _file_layers(plan: BuildPlan, store: ContentStore) -> list[_FileLayer]:
     skip = [*_local_outputs(plan), store.root]
     skip += [b.lock.absolute() for b in (plan.base, *plan.bases.values())
              if isinstance(b, DebianBase) and b.lock is not None]  # written by the build itself
+    # models are images (or layers) of their own: never copied into a code layer, nor their lock
+    skip += [(m.src if m.src.is_absolute() else plan.project_dir / m.src).absolute() for m in plan.models]
+    skip += [plan.weights_lock.absolute()] if plan.weights_lock is not None else []
     out = []
     for spec in plan.layers:
         start = time.monotonic()
@@ -229,8 +237,55 @@ def _compiler_base(plan: BuildPlan, location: Location, base: Image, store: Cont
     return load_debian(location, store, host, any_arch=True)
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Models:
+    """What the plan's models give the app: model images (referred to by annotations, found through
+    variables), or with ``embed_models`` their layers."""
+
+    builds: tuple[ModelBuild, ...] = ()
+    references: Mapping[str, str] = field(default_factory=dict)
+    addenda: tuple[mutate.Addendum, ...] = ()
+    reports: tuple[LayerReport, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def _models(plan: BuildPlan, store: ContentStore, on_event: EventHandler, update_lock: bool) -> _Models:
+    if not plan.models:
+        return _Models()
+    project = plan.project_dir.absolute()
+    env = model_env([m.name for m in plan.models])
+    if plan.embed_models:
+        laid = [(m.name, *one) for m in plan.models
+                for one in embedded_layers(m, store, project_dir=project, mtime=plan.source_date_epoch,
+                                           on_event=on_event)]
+        return _Models(addenda=tuple(a for _, a, _ in laid), env=env,
+                       reports=tuple(LayerReport(label=f"{name}:{a.created_by.removeprefix('ocibuild model: ')}",
+                                                 layer=a.layer, cached=cached) for name, a, cached in laid))
+    lock = WeightsLock.read(plan.weights_lock) if plan.weights_lock is not None else None
+    builds = []
+    for spec in plan.models:
+        model, updated = build_model(spec, store, project_dir=project, source_date_epoch=plan.source_date_epoch,
+                                     lock=lock, update_lock=update_lock, on_event=on_event)
+        if updated is not None:
+            lock = updated
+        builds.append(model)
+    if lock is not None and lock.to_bytes() != _read_or_empty(lock.path):
+        lock.write()
+        on_event(Note(text=f"wrote   {lock.path}"))
+    refs = {m.name: model_reference(plan.outputs, project, m.name, m.digest) for m in builds}
+    return _Models(builds=tuple(builds), references=refs, env=env)
+
+
+def _read_or_empty(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
 def _build_one(plan: BuildPlan, store: ContentStore, platform: Platform | None, client: RegistryClient | None,
-               on_event: EventHandler, file_layers: list[_FileLayer], session: requests.Session | None) -> _Built:
+               on_event: EventHandler, file_layers: list[_FileLayer], session: requests.Session | None,
+               models: _Models = _Models()) -> _Built:
     location = plan.base_for(platform)
     base = resolve_base(location, store, platform, client=client)
     scratch = isinstance(location, Scratch)
@@ -244,13 +299,19 @@ def _build_one(plan: BuildPlan, store: ContentStore, platform: Platform | None, 
     if plan.python is not None:
         addenda, reports, env, python_info = _python_layers(plan, location, base, store, on_event, session, created)
         settings = replace(settings, env={**env, **settings.env})
+    if models.env:
+        settings = replace(settings, env={**models.env, **settings.env})
+    addenda += models.addenda
+    reports += models.reports
     for fl in file_layers:
         what = _describe(fl.spec, plan.project_dir) + (f" ({fl.label.split(':', 1)[1]})" if ":" in fl.label else "")
         addenda.append(mutate.Addendum(layer=fl.layer, created=created, created_by=what))
         reports.append(LayerReport(label=fl.label, layer=fl.layer, cached=fl.cached))
     image = mutate.append(base, *addenda)
     image = mutate.with_created(mutate.with_settings(image, settings), plan.source_date_epoch)
-    image = mutate.with_annotations(image, _annotations(plan, location, base, created))
+    notes = {**{MODEL_ANNOTATION + name: ref for name, ref in models.references.items()},
+             **_annotations(plan, location, base, created)}
+    image = mutate.with_annotations(image, notes)
     return _Built(image=image, base=base, reports=tuple(reports), python=python_info)
 
 
@@ -288,12 +349,17 @@ def _registry_client(plan: BuildPlan, client: RegistryClient | None, session: re
 
 
 def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: EventHandler = ignore,
-          client: RegistryClient | None = None, session: requests.Session | None = None) -> BuildResult:
+          client: RegistryClient | None = None, session: requests.Session | None = None,
+          update_lock: bool = False) -> BuildResult:
     """Build the image ``plan`` describes: one per platform, joined in an index when there are
     several. Layers go to ``store`` (the content-addressed cache); nothing is written to the plan's
     outputs, but each is checked now, so a build never ends with an unwritable output: give the
     result to ``publish`` to write it. Registry bases (and PyPI downloads) use ``client`` or
     ``session`` when given.
+
+    The plan's ``models`` are built into model images of their own (``result.models``, written by
+    ``publish`` beside each output) that the app refers to; their files must match the plan's
+    ``weights_lock`` unless ``update_lock``, which rewrites it.
 
     >>> result = build(load_plan("examples/hello").with_outputs("oci:out/hello:v1"))  # doctest: +SKIP
     >>> publish(result)  # doctest: +SKIP
@@ -306,17 +372,18 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
     if len(targets) > 1 and any(isinstance(o, DockerArchive) for o in plan.outputs):
         raise OutputError(f"a docker archive holds one platform, but {len(targets)} were asked for "
                           f"({', '.join(map(str, targets))}); choose one with --platform, or write oci:/oci-archive:")
+    models = _models(plan, store, on_event, update_lock)
     file_layers = _file_layers(plan, store)
     for fl in file_layers:
         on_event(LayerDone(label=fl.label, descriptor=fl.layer.descriptor(), cached=fl.cached, seconds=fl.seconds,
                            files=fl.files))
     built: list[_Built] = []
     if len(targets) == 1:
-        built.append(_build_one(plan, store, targets[0], client, on_event, file_layers, session))
+        built.append(_build_one(plan, store, targets[0], client, on_event, file_layers, session, models))
     else:
         def one(platform: Platform | None) -> _Built | None:
             try:
-                return _build_one(plan, store, platform, client, on_event, file_layers, session)
+                return _build_one(plan, store, platform, client, on_event, file_layers, session, models)
             except ResolutionError as exc:
                 if plan.platforms != "all":
                     raise
@@ -331,7 +398,8 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
     artifact: Artifact = built[0].image if len(built) == 1 else mutate.index_of(
         [b.image for b in built], created=plan.source_date_epoch)
     return BuildResult(artifact=artifact, image=built[0].image, layers=built[0].reports, plan=plan,
-                       base=built[0].base, python=built[0].python,
+                       base=built[0].base, python=built[0].python, models=models.builds,
+                       model_references=models.references,
                        platforms=tuple(BuildResultPlatform(platform=str(b.image.config.platform),
                                                            digest=str(b.image.digest), layers=b.reports)
                                        for b in built))

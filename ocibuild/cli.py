@@ -22,6 +22,7 @@ from .config import DEFAULT_DEBIAN_PACKAGES, Overrides, load_plan
 from .errors import ConfigError, OcibuildError
 from .events import BaseResolved, BlobTransferred, Event, LayerDone, Note, OutputDone, Progress, Pushed
 from .publish import publish
+from .sinks import sink_for
 from .spec import Platform, Reference
 from .store import ContentStore, atomic_write_bytes, default_cache_dir
 from .version import __version__
@@ -107,6 +108,28 @@ def _store_and_registry_options(p: argparse.ArgumentParser, creds_help: str) -> 
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
 
+def _result_options(p: argparse.ArgumentParser, what: str, *, debug: bool = True) -> None:
+    p.add_argument("--digest-file", type=Path, metavar="FILE", help=f"write the {what} digest to FILE")
+    p.add_argument("--quiet", "-q", action="store_true", help=f"print only the {what} digest")
+    p.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
+    p.add_argument("--result-json", type=Path, metavar="FILE",
+                   help="write the --json document to FILE (for skaffold, Tilt and other build systems)")
+    if debug:
+        p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+
+def _write_results(args: argparse.Namespace, digest: str, document: dict[str, object]) -> None:
+    """``--digest-file`` and ``--result-json`` (each written atomically), then stdout: the digest or ``--json``."""
+    for flag, path, data in (("--digest-file", args.digest_file, digest + "\n"),
+                             ("--result-json", args.result_json, json.dumps(document, indent=2) + "\n")):
+        if path is not None:
+            try:
+                atomic_write_bytes(path, data.encode())
+            except OSError as exc:
+                raise ConfigError(f"{flag} {path}: {exc.strerror}") from None
+    print(json.dumps(document, indent=2) if args.json else digest)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ocibuild", description="Build OCI images from Python projects, no daemon.")
     p.add_argument("--version", action="version", version=f"ocibuild {__version__}")
@@ -152,10 +175,31 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials (default: docker/podman logins)")
     b.add_argument("--base-creds", metavar="USER:PASSWORD", help="credentials for the base's registry only")
     _registry_options(b)
-    b.add_argument("--digest-file", type=Path, metavar="FILE", help="write the image digest to FILE")
-    b.add_argument("--quiet", "-q", action="store_true", help="print only the image digest")
-    b.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
-    b.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    b.add_argument("--embed-models", action="store_true",
+                   help="put the build file's [[models]] into the app image as layers (for runtimes without "
+                        "image volumes) instead of model images of their own")
+    b.add_argument("--update-lock", action="store_true",
+                   help="rewrite weights.lock from the model files as they are now")
+    _result_options(b, "image")
+
+    m = sub.add_parser("model", help="build model files into an OCI image of their own (a mountable volume)",
+                       description="Build the model at SRC (a file or folder) into its own OCI image: the files "
+                                   "under /models/, each large file (>= 64 MB, and every .safetensors, .gguf, .onnx, "
+                                   ".bin, .pt, .pth) in an uncompressed layer, the small ones in gzip layers. Mount "
+                                   "it as a Kubernetes image volume, or with podman run --mount type=image.")
+    m.add_argument("src", type=Path, help="the model's file or folder")
+    m.add_argument("--output", "-o", action="append", default=[], required=True, metavar="LOCATION",
+                   help="where to write the model image (repeatable): oci:DIR[:TAG], oci-archive:FILE[:TAG], "
+                        "docker-archive:FILE, docker://REGISTRY/REPO:TAG")
+    m.add_argument("--name", help="the model's name (default: SRC's name, lowercased)")
+    m.add_argument("--include", action="append", default=[], metavar="PATTERN",
+                   help="only files matching PATTERN (repeatable), e.g. '*.safetensors'")
+    m.add_argument("--exclude", action="append", default=[], metavar="PATTERN", help="leave out PATTERN (repeatable)")
+    m.add_argument("--lock", type=Path, metavar="FILE",
+                   help="a weights lock: the files must match it (written when it has no entry for the model)")
+    m.add_argument("--update-lock", action="store_true", help="rewrite --lock from the files as they are now")
+    _store_and_registry_options(m, "registry credentials")
+    _result_options(m, "model image", debug=False)
 
     fetch = sub.add_parser("fetch", help="download the wheels a project needs into a wheelhouse folder",
                            description="Resolve PROJECT's Python dependencies for each platform of its base and "
@@ -260,7 +304,8 @@ def _load_build_plan(args: argparse.Namespace) -> BuildPlan:
         python_version=args.python_version, find_links=tuple(args.find_links), index_url=args.index_url,
         no_index=args.no_index, package=args.package,
     )
-    return load_plan(Path(args.project), overrides=overrides, config_file=args.config)
+    return load_plan(Path(args.project), overrides=overrides, config_file=args.config,
+                     embed_models=args.embed_models)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -285,16 +330,39 @@ def _cmd_build(args: argparse.Namespace) -> int:
     reporter = _Reporter(args.quiet or args.json)
     registries = any(isinstance(loc, Registry) for loc in (plan.base, *plan.bases.values(), *plan.outputs))
     client = _client(args, reporter, explicit) if registries or args.ca_file or args.insecure_registry else None
-    result = publish(build(plan, store=store, on_event=reporter, client=client), on_event=reporter, client=client)
-    if args.digest_file:
-        try:
-            atomic_write_bytes(args.digest_file, (result.digest + "\n").encode())
-        except OSError as exc:
-            raise ConfigError(f"--digest-file {args.digest_file}: {exc.strerror}") from None
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    else:
-        print(result.digest)
+    result = publish(build(plan, store=store, on_event=reporter, client=client, update_lock=args.update_lock),
+                     on_event=reporter, client=client)
+    _write_results(args, result.digest, result.to_dict())
+    return 0
+
+
+def _cmd_model(args: argparse.Namespace) -> int:
+    from .models import ModelSpec, WeightsLock, build_model
+    from .plan import MODEL_NAME
+    from .timestamps import source_date_epoch
+    from .transports import Registry, parse_location
+
+    name = args.name
+    if name is None:
+        name = re.sub(r"[^a-z0-9]+", "-", args.src.absolute().name.lower()).strip("-") or "model"
+    elif not MODEL_NAME.fullmatch(name):
+        raise ConfigError(f"--name {name!r}: use lowercase letters and digits, optionally separated by '.', '_' "
+                          "or '-', e.g. 'weights'")
+    outputs = [parse_location(o) for o in args.output]
+    reporter = _Reporter(args.quiet or args.json)
+    client = _client(args, reporter, _creds(args)) if any(isinstance(o, Registry) for o in outputs) else None
+    sinks = [sink_for(o, client=client, mtime=source_date_epoch()) for o in outputs]
+    for sink in sinks:
+        sink.check()
+    spec = ModelSpec(name=name, src=args.src.absolute(), include=tuple(args.include), exclude=tuple(args.exclude))
+    lock = WeightsLock.read(args.lock) if args.lock else None
+    model, updated = build_model(spec, _store(args), source_date_epoch=source_date_epoch(), lock=lock,
+                                 update_lock=args.update_lock, on_event=reporter)
+    written = publish(model.image, sinks, on_event=reporter)
+    if updated is not None:
+        updated.write()
+        reporter(Note(text=f"wrote   {updated.path}"))
+    _write_results(args, model.digest, {**model.to_dict(), "outputs": list(written)})
     return 0
 
 
@@ -433,7 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("urllib3").setLevel(logging.INFO)  # its debug lines would show query strings
     try:
         commands = {"login": _cmd_login, "fetch": _cmd_fetch, "build": _cmd_build, "base": _cmd_base,
-                    "inspect": _cmd_inspect}
+                    "inspect": _cmd_inspect, "model": _cmd_model}
         return commands[args.command](args)
     except OcibuildError as exc:
         if debug:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from .errors import ConfigError, InvalidValue, LayerError
 from .layers.compress import Compression
-from .plan import BuildPlan, ImageSettings, LayerSpec, PythonSpec, check_no_nul, check_setting
+from .plan import BuildPlan, ImageSettings, LayerSpec, ModelSpec, PythonSpec, check_no_nul, check_setting
 from .records import field_names
 from .spec import Platform
 from .timestamps import source_date_epoch
@@ -23,9 +23,10 @@ from .transports import DebianBase, Location, parse_location
 T = TypeVar("T")
 BUILD_FILE = "ocibuild.toml"
 TOP_KEYS = ("base", "platform", "platforms", "entrypoint", "cmd", "workdir", "user", "env", "labels", "annotations",
-            "ports", "volumes", "stop_signal", "layers", "compression", "outputs", "python")
+            "ports", "volumes", "stop_signal", "layers", "compression", "outputs", "python", "models")
 LAYER_KEYS = tuple(k for k in field_names(LayerSpec) if k != "files")  # explicit entries come only from a plan
 PYTHON_KEYS = field_names(PythonSpec)
+MODEL_KEYS = field_names(ModelSpec)
 DEFAULT_APP_DIR = "/app"
 
 
@@ -174,6 +175,39 @@ def _layers(value: Any, where: str) -> list[LayerSpec]:
                                  name=_str(item.get("name", ""), "name", at)))
         except InvalidValue as exc:
             raise ConfigError(f"{at}: {exc}") from None
+    return out
+
+
+def _patterns(item: dict[str, Any], key: str, at: str) -> tuple[str, ...]:
+    value = item.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ConfigError(f'{at}: {key} must be a list of patterns, e.g. {key} = ["*.safetensors"]')
+    return tuple(value)
+
+
+def _models(value: Any, where: str) -> list[ModelSpec]:
+    """``[[models]]``: name, src, optional include / exclude patterns."""
+    if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
+        raise ConfigError(f'{where}: models must be an array of tables, e.g. [[models]] name = "weights" '
+                          'src = "weights"')
+    out = []
+    for i, item in enumerate(value):
+        at = f"{where}: models[{i}]"
+        _unknown(list(item), MODEL_KEYS, at)
+        if "name" not in item or "src" not in item:
+            raise ConfigError(f"{at}: needs both 'name' (e.g. \"weights\") and 'src' (the model's file or folder "
+                              "in the project)")
+        try:
+            out.append(ModelSpec(name=_str(item["name"], "name", at), src=Path(_str(item["src"], "src", at)),
+                                 include=_patterns(item, "include", at), exclude=_patterns(item, "exclude", at)))
+        except InvalidValue as exc:
+            raise ConfigError(f"{at}: {exc}") from None
+    names = [m.name for m in out]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"{where}: two [[models]] are named {name!r}; give each its own name")
     return out
 
 
@@ -357,14 +391,16 @@ def _python_spec(data: Any, overrides: Overrides, project: Path, where: str) -> 
 
 
 def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), config_file: Path | None = None,
-              environ: Mapping[str, str] | None = None) -> BuildPlan:
+              environ: Mapping[str, str] | None = None, embed_models: bool = False) -> BuildPlan:
     """Read the project's build file, apply command-line overrides, return the plan.
 
     Paths in the build file are relative to the project folder; paths on the command line are
-    relative to the current folder.
+    relative to the current folder. ``[[models]]`` become model images the app refers to (or, with
+    ``embed_models``, layers of the app), checked against ``weights.lock`` beside the build file.
     """
     project = Path(project_dir)
     data, where = read_build_file(project, config_file)
+    build_file = Path(where.removesuffix(" [tool.ocibuild]")) if where else None
     where = where or str(project)
     try:
         check_no_nul(data, "")  # a NUL in a path or a tar header name would silently cut it short
@@ -467,6 +503,10 @@ def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), co
         if isinstance(raw_outputs, str):
             raw_outputs = [raw_outputs]
         outputs = [_location(_str(o, "outputs", where), project, "outputs") for o in raw_outputs]
+    models = _models(data["models"], where) if "models" in data else []
+    for model in models:
+        _inside(LayerSpec(src=model.src, dest="/"), project)
+    lock_dir = build_file.parent if build_file is not None else project  # weights.lock: beside the build file
     try:
         return BuildPlan(
             project_dir=project,
@@ -478,6 +518,9 @@ def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), co
             compression=compression,
             outputs=tuple(outputs),
             python=python,
+            models=tuple(models),
+            embed_models=embed_models,
+            weights_lock=lock_dir.absolute() / "weights.lock" if models else None,
             source_date_epoch=source_date_epoch(environ),
         )
     except InvalidValue as exc:  # a NUL byte in a command-line value or the project path

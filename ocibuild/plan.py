@@ -23,7 +23,7 @@ from .spec import Platform
 from .timestamps import source_date_epoch
 from .transports import DebianBase, Location, Scratch, parse_location
 
-__all__ = ["PLAN_VERSION", "SIGNALS", "BuildPlan", "FileEntry", "ImageSettings", "LayerSpec", "PythonSpec",
+__all__ = ["PLAN_VERSION", "SIGNALS", "BuildPlan", "FileEntry", "ImageSettings", "LayerSpec", "ModelSpec", "PythonSpec",
            "check_no_nul", "check_setting", "plan_schema", "source_date_epoch"]
 
 PLAN_VERSION = 1
@@ -36,6 +36,7 @@ SIGNALS = frozenset({
     "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX", *(f"RTMIN+{i}" for i in range(1, 16)),
     *(f"RTMAX-{i}" for i in range(1, 15))})
 MAX_SIGNAL = 64
+MODEL_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
 _PORT = re.compile(r"([1-9][0-9]{0,4})(/(tcp|udp|sctp))?")
 
 
@@ -239,6 +240,28 @@ class PythonSpec:
         _absolute(self.venv, "venv", "/opt/venv")
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ModelSpec:
+    """A model (``[[models]]`` in the build file): the files of ``src`` (a file or folder, relative to the
+    project folder), filtered by ``include`` / ``exclude`` patterns, built into an image of their own.
+    ``name`` (lowercase letters, digits and ``.``, ``_``, ``-``) names the model in the app's annotation
+    and variable, and its repository (``<app repository>-<name>``)."""
+
+    name: str
+    src: Path
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _text(self.name, "name")
+        if not MODEL_NAME.fullmatch(self.name) or len(self.name) > 64:
+            raise InvalidValue(f"model name {self.name!r} must be lowercase letters and digits, optionally "
+                               "separated by '.', '_' or '-' (at most 64 characters), e.g. 'weights'")
+        _text(str(self.src), "src")
+        _strings(self.include, "include")
+        _strings(self.exclude, "exclude")
+
+
 Platforms = tuple[Platform, ...] | Literal["all"]
 
 
@@ -265,6 +288,9 @@ class BuildPlan:
     compression: Compression = field(default_factory=Compression)
     outputs: tuple[Location, ...] = ()
     python: PythonSpec | None = None
+    models: tuple[ModelSpec, ...] = ()
+    embed_models: bool = False
+    weights_lock: Path | None = None
     source_date_epoch: int = 0
     uid: int = 0
     gid: int = 0
@@ -272,6 +298,10 @@ class BuildPlan:
     def __post_init__(self) -> None:
         """No NUL byte in any path or string (they reach the image config, tar headers or the file system)."""
         check_no_nul(records.to_json(self), "")
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise InvalidValue(f"models: two models are named {next(n for n in names if names.count(n) > 1)!r}; "
+                               "give each its own name")
 
     def with_outputs(self, *outputs: str | Location) -> BuildPlan:
         """The same plan writing to ``outputs`` (locations or their text, e.g. ``"oci:out/app:v1"``)."""

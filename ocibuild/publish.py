@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, overload
 
+from .errors import OutputError
 from .events import EventHandler, OutputDone, ignore
 from .image import Artifact
 from .sinks import Sink, sink_for
@@ -55,14 +56,33 @@ def publish(what: BuildResult | Artifact, sinks: Sequence[Sink | Location | str]
         mtime = result.plan.source_date_epoch if result is not None else None
         chosen = [s if isinstance(s, Sink) else sink_for(s, client=client, session=session, mtime=mtime,
                                                          on_event=on_event) for s in sinks]
-    for sink in chosen:
+    # a build's model images go beside each output, before the app that refers to them
+    models = [(m.image, [_model_sink(s, m.name) for s in chosen]) for m in (result.models if result else ())]
+    for sink in [*chosen, *(s for _, sinks in models for s in sinks)]:
         sink.check()
     written = []
-    for sink in chosen:
-        start = time.monotonic()
-        sink.write(artifact)
-        written.append(str(sink))
-        on_event(OutputDone(output=str(sink), digest=artifact.digest, seconds=time.monotonic() - start))
+    for image, sinks in [*models, (artifact, chosen)]:
+        for sink in sinks:
+            start = time.monotonic()
+            sink.write(image)
+            written.append(str(sink))
+            on_event(OutputDone(output=str(sink), digest=image.digest, seconds=time.monotonic() - start))
     if result is not None:
         return replace(result, outputs=(*result.outputs, *written))
     return tuple(written)
+
+
+def _model_sink(sink: Sink, name: str) -> Sink:
+    """The sink for model ``name`` of an app written to ``sink`` (see ``models.model_location``)."""
+    from .models import model_location
+    from .sinks import DockerArchiveSink, LayoutSink, MultiSink, OciArchiveSink, RegistrySink
+    from .transports import parse_location
+
+    if isinstance(sink, MultiSink):
+        return MultiSink(sinks=tuple(_model_sink(s, name) for s in sink.sinks))
+    if not isinstance(sink, LayoutSink | OciArchiveSink | DockerArchiveSink | RegistrySink):
+        raise OutputError(f"output {sink}: cannot tell where the build's model images go beside it; publish "
+                          "result.models to sinks of your own, or build with embed_models")
+    location = model_location(parse_location(str(sink)), name)
+    return sink_for(location, client=sink.client if isinstance(sink, RegistrySink) else None,
+                    mtime=0 if isinstance(sink, LayoutSink | RegistrySink) else sink.mtime)
