@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   skopeo umoci runc podman buildah oci-image-tool    # independent image tools and runtimes
+  catatonit                                           # the pause binary podman kube play needs
   mmdebstrap debootstrap busybox-static               # test base images made from Debian packages
   qemu-user-static binfmt-support arch-test           # arm64 images under qemu-user binfmt
   docker-registry apache2-utils openssl               # a real registry for the registry tests

@@ -15,8 +15,10 @@ The library API (the CLI is a thin layer over it). Build, then publish::
     ocibuild.publish(result, ["oci:out/hello:v1"])    # or sink_for("docker://...", session=...)
     print(result.digest)
 
-or read a project's build file: ``ocibuild.load_plan("examples/hello")``. Images can also be
-composed by hand: ``ocibuild.mutate.append(base, ocibuild.mutate.Addendum(layer=...))``.
+or read a project's build file: ``ocibuild.load_plan("examples/hello")``. Model files become an
+image of their own with ``ocibuild.build_model``; ``ocibuild.resolve.resolve`` builds and pushes what
+Kubernetes YAML refers to. Images can also be composed by hand:
+``ocibuild.mutate.append(base, ocibuild.mutate.Addendum(layer=...))``.
 """
 
 from . import mutate
@@ -42,7 +44,8 @@ from .events import BaseResolved, BlobTransferred, Event, EventHandler, LayerDon
 from .image import Artifact, BlobLayer, Image, Index, Layer, MemoryImage, MemoryIndex, Mountable
 from .inspect import ImageInfo, LayerInfo, inspect_image
 from .layers import Compression
-from .plan import BuildPlan, FileEntry, ImageSettings, LayerSpec, PythonSpec, plan_schema
+from .models import ModelBuild, WeightsLock, build_model
+from .plan import BuildPlan, FileEntry, ImageSettings, LayerSpec, ModelSpec, PythonSpec, plan_schema
 from .publish import publish
 from .sinks import DockerArchiveSink, LayoutSink, MultiSink, OciArchiveSink, RegistrySink, Sink, sink_for
 from .sources import base_platforms, resolve_base
@@ -86,6 +89,8 @@ __all__ = [
     "Location",
     "MemoryImage",
     "MemoryIndex",
+    "ModelBuild",
+    "ModelSpec",
     "Mountable",
     "MultiSink",
     "Note",
@@ -112,9 +117,11 @@ __all__ = [
     "SourceError",
     "StoreError",
     "UnknownPackage",
+    "WeightsLock",
     "__version__",
     "base_platforms",
     "build",
+    "build_model",
     "inspect_image",
     "load_plan",
     "mutate",

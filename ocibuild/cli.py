@@ -237,6 +237,26 @@ def _parser() -> argparse.ArgumentParser:
     _store_and_registry_options(deb, "registry credentials for a docker:// output")
     deb.add_argument("--quiet", "-q", action="store_true", help="print only the digest")
 
+    r = sub.add_parser("resolve", help="build and push every ocibuild:// image of Kubernetes YAML; print the YAML "
+                                       "with digests",
+                       description="Read Kubernetes YAML (files or folders of *.yaml / *.yml), build and push every "
+                                   "ocibuild://PROJECT_DIR and ocibuild-model://PROJECT_DIR/NAME reference (relative "
+                                   "to the YAML file's folder) once, and print the YAML with each replaced by "
+                                   "REGISTRY/REPO@sha256:... (everything else kept as written). The app goes to "
+                                   "PREFIX/<project folder name>, a model to PREFIX/<project folder name>-<name>.")
+    r.add_argument("-f", "--filename", action="append", required=True, type=Path, metavar="FILE|DIR",
+                   help="Kubernetes YAML file or folder (repeatable)")
+    r.add_argument("--repo", metavar="REGISTRY/PREFIX", help="where to push (default: $OCIBUILD_REPO)")
+    r.add_argument("--platform", help="platforms to build, e.g. linux/amd64,linux/arm64 (default: each build file's)")
+    r.add_argument("--output-dir", type=Path, metavar="DIR",
+                   help="write the resolved files into DIR instead of printing them")
+    r.add_argument("--images-lock", type=Path, metavar="FILE",
+                   help="write the resolved references with their digests to FILE (JSON), for promotion")
+    r.add_argument("--result-json", type=Path, metavar="FILE", help="write the result document (JSON) to FILE")
+    r.add_argument("--update-lock", action="store_true", help="rewrite the projects' weights.lock files")
+    _store_and_registry_options(r, "registry credentials")
+    r.add_argument("--quiet", "-q", action="store_true", help="print only the YAML")
+
     insp = sub.add_parser("inspect", help="show an image: platforms, config and layers with what each holds",
                           description="Show the image at LOCATION (oci:, oci-archive:, docker-archive:, docker://): "
                                       "its digest, platform, entrypoint and every layer with its size and what "
@@ -334,6 +354,54 @@ def _cmd_build(args: argparse.Namespace) -> int:
                      on_event=reporter, client=client)
     _write_results(args, result.digest, result.to_dict())
     return 0
+
+
+def _cmd_resolve(args: argparse.Namespace) -> int:
+    from .resolve import repository_prefix, resolve
+
+    repo = repository_prefix(args.repo)
+    for path in args.filename:
+        if not path.exists():
+            raise ConfigError(f"-f {path}: no such file or folder")
+    reporter = _Reporter(args.quiet)
+    client = _client(args, reporter, _creds(args))
+    out = resolve(args.filename, repo=repo, store=_store(args), client=client, on_event=reporter,
+                  platform=args.platform, update_lock=args.update_lock)
+    document = out.to_dict()
+    for flag, path in (("--images-lock", args.images_lock), ("--result-json", args.result_json)):
+        if path is not None:
+            try:
+                atomic_write_bytes(path, (json.dumps(document, indent=2) + "\n").encode())
+            except OSError as exc:
+                raise ConfigError(f"{flag} {path}: {exc.strerror}") from None
+    if args.output_dir is None:
+        texts = [_ends_with_newline(out.render(f)) for f in out.files]
+        sys.stdout.write("".join(t if i == 0 or t.startswith("---") else "---\n" + t for i, t in enumerate(texts)))
+        return 0
+    for f in out.files:
+        target = args.output_dir / _relative_to_roots(f.path, args.filename)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(target, out.render(f).encode())
+        except OSError as exc:
+            raise ConfigError(f"--output-dir {args.output_dir}: cannot write {target}: {exc.strerror}") from None
+        reporter(Note(text=f"wrote   {target}"))
+    return 0
+
+
+def _ends_with_newline(text: str) -> str:
+    return text if text.endswith("\n") or not text else text + "\n"
+
+
+def _relative_to_roots(path: Path, roots: Sequence[Path]) -> Path:
+    """``path`` below the -f folder it was found in, or its name for a -f file."""
+    for root in roots:
+        if root.is_dir():
+            try:
+                return path.absolute().relative_to(root.absolute())
+            except ValueError:
+                continue
+    return Path(path.name)
 
 
 def _cmd_model(args: argparse.Namespace) -> int:
@@ -501,7 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("urllib3").setLevel(logging.INFO)  # its debug lines would show query strings
     try:
         commands = {"login": _cmd_login, "fetch": _cmd_fetch, "build": _cmd_build, "base": _cmd_base,
-                    "inspect": _cmd_inspect, "model": _cmd_model}
+                    "inspect": _cmd_inspect, "model": _cmd_model, "resolve": _cmd_resolve}
         return commands[args.command](args)
     except OcibuildError as exc:
         if debug:
