@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 
 from . import mutate
 from .errors import ConfigError, LayerError
-from .events import EventHandler, LayerDone, Note, ignore
+from .events import EventHandler, LayerDone, ignore
 from .image import Image, Layer, MemoryImage, store_layer
 from .layers.builder import BuiltLayer, FileHashes, _to_record, build_layer, input_key
 from .layers.compress import Compression
@@ -372,10 +372,6 @@ class WeightsLock:
     def known(self, name: str) -> bool:
         return name in self.models
 
-    def digest(self, name: str) -> str | None:
-        entry = self.models.get(name)
-        return str(entry.get("image")) if entry and entry.get("image") else None
-
     def with_model(self, name: str, files: Sequence[ModelFile], digest: str) -> WeightsLock:
         entry = {"image": digest, "files": {f.path: {"sha256": f.sha256, "size": f.size} for f in files}}
         return replace(self, models={**self.models, name: entry})
@@ -431,11 +427,10 @@ def build_model(spec: ModelSpec, store: ContentStore, *, project_dir: Path = Pat
     model = ModelBuild(name=spec.name, image=image, files=tuple(files), cached=tuple(c for _, _, c in laid))
     if lock is None:
         return model, None
-    if update_lock or not lock.known(spec.name) or lock.digest(spec.name) != model.digest:
-        if lock.known(spec.name) and not update_lock:
-            on_event(Note(text=f"model   {spec.name}: same files, new image digest (another ocibuild version?); "
-                               f"{lock.path.name} updated"))
+    if update_lock or not lock.known(spec.name):
         return model, lock.with_model(spec.name, files, model.digest)
+    # the same files on another CPU (the config names the build machine's) or with another ocibuild give
+    # another image digest: the lock keeps the one it was written with, and is not rewritten for that
     return model, None
 
 
