@@ -33,12 +33,12 @@ from . import mutate
 from .errors import ConfigError, LayerError
 from .events import EventHandler, LayerDone, ignore
 from .image import Image, Layer, MemoryImage, store_layer
-from .layers.builder import BuiltLayer, FileHashes, _to_record, build_layer, input_key
+from .layers.builder import BuiltLayer, FileHashes, build_layer, content_hash, from_record, input_key, to_record
 from .layers.compress import Compression
 from .layers.tarwriter import EXEC_MODE, FILE_MODE, TarEntry, TarOptions
 from .plan import ModelSpec
 from .sources.base import host_platform
-from .spec import Digest, ImageConfig
+from .spec import ImageConfig
 from .spec.annotations import CREATED, rfc3339
 from .spec.reference import Reference as _Reference
 from .store import ContentStore, atomic_write_bytes
@@ -233,8 +233,7 @@ def _large_layer(f: ModelFile, prefix: str, store: ContentStore, options: TarOpt
     if known := hashes.get(f.source):
         key = input_key([entry], UNCOMPRESSED, options, "model", hashes)
         if record := store.get_selector(key):
-            return BuiltLayer(descriptor=_descriptor(record, annotations), diff_id=Digest.parse(record["diff_id"]),
-                              cached=True), known
+            return from_record(record, UNCOMPRESSED, annotations), known
     hasher = hashlib.sha256()
     tees: list[_Tee] = []
 
@@ -249,22 +248,12 @@ def _large_layer(f: ModelFile, prefix: str, store: ContentStore, options: TarOpt
         raise LayerError(f"{f.source} changed while it was read; build again when it is written completely")
     sha = hasher.hexdigest()
     hashes.put(f.source, sha)
-    store.put_selector(input_key([entry], UNCOMPRESSED, options, "model", hashes), _to_record(built))
+    store.put_selector(input_key([entry], UNCOMPRESSED, options, "model", hashes), to_record(built))
     return built, sha
 
 
-def _descriptor(record: Mapping[str, Any], annotations: Mapping[str, str]) -> Any:
-    from .spec import Descriptor
-
-    return Descriptor(media_type=UNCOMPRESSED.media_type, digest=Digest.parse(record["digest"]),
-                      size=int(record["size"]), annotations=dict(annotations))
-
-
 def _file_sha(f: ModelFile, hashes: FileHashes) -> str:
-    from .layers.builder import _content_hash
-
-    assert f.source is not None
-    return _content_hash(_entry(f, ""), hashes)
+    return content_hash(_entry(f, ""), hashes)
 
 
 def _bundle_path(files: Sequence[ModelFile]) -> str:

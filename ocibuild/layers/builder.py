@@ -71,7 +71,8 @@ class FileHashes:
             pass  # a cache; never fatal
 
 
-def _content_hash(entry: TarEntry, hashes: FileHashes | None = None) -> str:
+def content_hash(entry: TarEntry, hashes: FileHashes | None = None) -> str:
+    """The sha256 of a file entry's content ("" for others); big files known to ``hashes`` are not read."""
     if entry.kind != "file":
         return ""
     if entry.data is not None:
@@ -105,7 +106,7 @@ def input_key(entries: Sequence[TarEntry], compression: Compression, options: Ta
     h = hashlib.sha256()
     h.update(canonical_json([RECIPE_VERSION, str(compression), options.uid, options.gid, options.mtime, salt]))
     for e in with_parents(entries):
-        h.update(canonical_json([e.path, e.kind, e.mode, e.size, e.linkname, _content_hash(e, hashes)]))
+        h.update(canonical_json([e.path, e.kind, e.mode, e.size, e.linkname, content_hash(e, hashes)]))
         h.update(b"\n")
     return h.hexdigest()
 
@@ -177,7 +178,7 @@ def build_layer(entries: Sequence[TarEntry], store: ContentStore, *,
     """Write ``entries`` as one compressed layer blob into ``store`` (or reuse the cached one)."""
     key = input_key(entries, compression, options, salt, FileHashes(store)) if use_cache else ""
     if key and (record := store.get_selector(key)):
-        return _from_record(record, compression, annotations)
+        return from_record(record, compression, annotations)
     with store.writer() as w:
         pipe = _Pipeline(compression.compressor(), w)
         try:
@@ -194,19 +195,21 @@ def build_layer(entries: Sequence[TarEntry], store: ContentStore, *,
         diff_id=Digest.from_hasher(pipe.diff),
     )
     if key:
-        store.put_selector(key, _to_record(built))
+        store.put_selector(key, to_record(built))
     return built
 
 
-def _from_record(record: Mapping[str, Any], compression: Compression,
-                 annotations: Mapping[str, str] | None) -> BuiltLayer:
+def from_record(record: Mapping[str, Any], compression: Compression,
+                annotations: Mapping[str, str] | None) -> BuiltLayer:
+    """The cached layer a selector record describes."""
     return BuiltLayer(
         descriptor=Descriptor(media_type=compression.media_type, digest=Digest.parse(record["digest"]),
                               size=int(record["size"]), annotations=dict(annotations or {})),
         diff_id=Digest.parse(record["diff_id"]), cached=True)
 
 
-def _to_record(built: BuiltLayer) -> dict[str, Any]:
+def to_record(built: BuiltLayer) -> dict[str, Any]:
+    """The selector record of ``built`` (what ``from_record`` reads back)."""
     return {"digest": str(built.descriptor.digest), "size": built.descriptor.size, "diff_id": str(built.diff_id),
             "media_type": str(built.descriptor.media_type)}
 
@@ -219,8 +222,8 @@ def keyed_layer(key: str, make_entries: Callable[[], Sequence[TarEntry]], store:
     full = hashlib.sha256(canonical_json([RECIPE_VERSION, "keyed", key, str(compression), options.uid,
                                           options.gid, options.mtime])).hexdigest()
     if record := store.get_selector(full):
-        return _from_record(record, compression, annotations)
+        return from_record(record, compression, annotations)
     built = build_layer(make_entries(), store, compression=compression, options=options, annotations=annotations,
                         use_cache=False)
-    store.put_selector(full, _to_record(built))
+    store.put_selector(full, to_record(built))
     return built
