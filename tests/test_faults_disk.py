@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness.hostile import run_measured
 from harness.validate import validate_layout, validate_output
 
 REPO = Path(__file__).resolve().parents[1]
@@ -226,12 +227,10 @@ def test_stale_temp_files_are_swept_fresh_ones_kept(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 def _peak_rss_mb(cmd: list[str], env: dict[str, str], log: Path) -> tuple[int, float]:
-    """Run ``cmd``; return its exit status and its own peak RSS (``wait4``'s rusage of that child)."""
-    with log.open("wb") as f:
-        proc = subprocess.Popen(cmd, env=env, stdout=f, stderr=f, stdin=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss / 1024
+    """Run ``cmd``; return its exit status and its own peak RSS in MB (see ``harness.hostile.run_measured``)."""
+    measured = run_measured(cmd, env=env, timeout=600, address_space=None)
+    log.write_text(measured.stdout + measured.stderr)
+    return measured.returncode, measured.max_rss / 1024 / 1024
 
 
 @pytest.mark.parametrize(("kind", "compression"), [("docker-archive", "gzip"), ("oci-archive", "none")])

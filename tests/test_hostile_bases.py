@@ -18,7 +18,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness.hostile import run_measured
 from harness.layout import (
     MT_DOCKER_CONFIG,
     MT_OCI_CONFIG,
@@ -60,27 +60,12 @@ class Run:
     max_rss_mb: float
 
 
-# Runs the command and writes its exit status and own peak RSS to argv[1]. Measuring from this small
-# process matters: a child forked straight from pytest starts with pytest's peak RSS as its own.
-_MEASURE = """
-import json, os, subprocess, sys
-proc = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL)
-_, status, usage = os.wait4(proc.pid, 0)
-with open(sys.argv[1], "w") as f:
-    json.dump({"returncode": os.waitstatus_to_exitcode(status), "max_rss_kb": usage.ru_maxrss}, f)
-"""
-
-
 def build(project: Path, base: str, out: Path, cache: Path) -> Run:
     """``ocibuild build PROJECT --base BASE --output oci:OUT:v1``, with its own peak RSS."""
     env = {**os.environ, "OCIBUILD_CACHE": str(cache)}
     cmd = [sys.executable, "-m", "ocibuild", "build", str(project), "--base", base, "--output", f"oci:{out}:v1"]
-    result = cache.parent / "measured.json"
-    proc = subprocess.run([sys.executable, "-c", _MEASURE, str(result), *cmd], env=env, capture_output=True,
-                          text=True, timeout=600, check=False)
-    measured = json.loads(result.read_text())
-    result.unlink()
-    return Run(measured["returncode"], proc.stdout, proc.stderr, measured["max_rss_kb"] / 1024)
+    measured = run_measured(cmd, env=env, timeout=600, address_space=None)
+    return Run(measured.returncode, measured.stdout, measured.stderr, measured.max_rss / (1 << 20))
 
 
 def assert_clean_failure(run: Run, out: Path, cache: Path, *fragments: str) -> str:

@@ -31,7 +31,6 @@ import ipaddress
 import json
 import os
 import re
-import resource
 import select
 import socket
 import ssl
@@ -715,38 +714,50 @@ class Measured:
     timed_out: bool
 
 
+# Runs argv[3:] with RLIMIT_AS argv[2] (0: none) and writes its exit status and own peak RSS to argv[1].
+# Measuring from this small process matters: a child forked straight from pytest (hundreds of MB by the
+# end of the suite) starts with pytest's peak RSS as its own (Linux keeps the old mm's high-water mark
+# across exec).
+MEASURE = """
+import json, os, resource, subprocess, sys
+limit = int(sys.argv[2])
+def cap():
+    if limit:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+proc = subprocess.Popen(sys.argv[3:], stdin=subprocess.DEVNULL, preexec_fn=cap)
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as f:
+    json.dump({"returncode": os.waitstatus_to_exitcode(status), "max_rss_kb": usage.ru_maxrss}, f)
+"""
+
+
 def run_measured(cmd: Sequence[str | os.PathLike[str]], *, env: dict[str, str] | None = None,
                  timeout: float = 300, cwd: Path | None = None, address_space: int | None = 4 << 30) -> Measured:
-    """Run ``cmd`` (stdin closed), wait for it with ``os.wait4`` so the rusage is this child's alone.
-    After ``timeout`` seconds it is killed and ``timed_out`` is True. ``address_space`` caps the
-    child's virtual memory (RLIMIT_AS), so a regression that reads an endless answer into memory
-    fails with MemoryError instead of taking the machine down."""
+    """Run ``cmd`` (stdin closed) from a small measuring process that waits for it with ``os.wait4``,
+    so the rusage is this child's alone. After ``timeout`` seconds both are killed and ``timed_out`` is
+    True. ``address_space`` caps the child's virtual memory (RLIMIT_AS), so a regression that reads an
+    endless answer into memory fails with MemoryError instead of taking the machine down."""
+    import sys
 
-    def limit() -> None:
-        if address_space is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
-
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryDirectory(prefix="measured-") as tmp, \
+            tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        result = Path(tmp) / "result.json"
         start = time.monotonic()
-        proc = subprocess.Popen([os.fspath(c) for c in cmd], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                env=env, cwd=cwd, preexec_fn=limit)
-        timed_out = threading.Event()
-
-        def kill() -> None:
-            timed_out.set()
-            with contextlib.suppress(OSError):
-                proc.kill()
-
-        timer = threading.Timer(timeout, kill)
-        timer.start()
+        proc = subprocess.Popen([sys.executable, "-c", MEASURE, str(result), str(address_space or 0),
+                                 *(os.fspath(c) for c in cmd)], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                env=env, cwd=cwd, start_new_session=True)
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait for it again
+            proc.wait(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, 9)
+            proc.wait()
         seconds = time.monotonic() - start
         out.seek(0)
         err.seek(0)
-        return Measured(returncode=proc.returncode, stdout=out.read().decode(errors="replace"),
+        measured = json.loads(result.read_text()) if result.exists() else {"returncode": -9, "max_rss_kb": 0}
+        return Measured(returncode=measured["returncode"], stdout=out.read().decode(errors="replace"),
                         stderr=err.read().decode(errors="replace"), seconds=seconds,
-                        max_rss=usage.ru_maxrss * 1024, timed_out=timed_out.is_set())
+                        max_rss=measured["max_rss_kb"] * 1024, timed_out=timed_out)
