@@ -1,0 +1,176 @@
+"""``ocibuild verify --rebuild``: build a published image again from its recorded plan, in a fresh store,
+and compare the two layer by layer; name the first layer that differs and the files that differ in it.
+
+A reproducible build is its own proof: the same plan and inputs give the same bytes, so the digests
+match, or the difference points at the one layer (and the files in it) that was not built from them.
+
+>>> report = rebuild(plan, published)  # doctest: +SKIP
+>>> print(report.summary())  # doctest: +SKIP
+reproduced sha256:...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import SourceError
+from .events import EventHandler, ignore
+from .image import Artifact, Image, Layer, images_of
+from .imagefs import BoundedTarInfo
+from .layers.compress import decode_errors
+from .plan import BuildPlan, PythonSpec
+from .store import CHUNK, ContentStore
+
+if TYPE_CHECKING:
+    from .registry import RegistryClient
+
+__all__ = ["LayerDifference", "RebuildReport", "layer_files", "offline_plan", "rebuild"]
+
+MAX_LISTED = 20  # files named in a report
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LayerDifference:
+    """The first layer of a platform's image that differs: where, both digests, what added it, the files."""
+
+    platform: str
+    index: int
+    expected: str
+    rebuilt: str
+    created_by: str = ""
+    files: tuple[str, ...] = ()  # paths whose type, mode, owner, link or content differ (or exist once)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RebuildReport:
+    """The digest that was published, the one the rebuild gave, and the first difference if any."""
+
+    expected: str
+    rebuilt: str
+    differences: tuple[LayerDifference, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def reproduced(self) -> bool:
+        return self.expected == self.rebuilt
+
+    def summary(self) -> str:
+        """``reproduced sha256:...``, or the first layer that differs and its files."""
+        if self.reproduced:
+            return f"reproduced {self.expected}"
+        if not self.differences:
+            return (f"not reproduced: published {self.expected}, rebuilt {self.rebuilt}; every layer is the same, "
+                    "so the config or manifest differs (" + "; ".join(self.notes or ("settings",)) + ")")
+        d = self.differences[0]
+        files = ", ".join(d.files[:MAX_LISTED]) + (f" and {len(d.files) - MAX_LISTED} more"
+                                                   if len(d.files) > MAX_LISTED else "")
+        what = f" ({d.created_by})" if d.created_by else ""
+        return (f"not reproduced: {d.platform} layer {d.index + 1}{what} differs: published {d.expected}, rebuilt "
+                f"{d.rebuilt}; files that differ: {files or '(none: the same files, other tar bytes)'}")
+
+
+def layer_files(layer: Layer) -> dict[str, tuple[object, ...]]:
+    """Every entry of a layer tar: path -> (type, mode, uid, gid, link, size, sha256 of the content)."""
+    out: dict[str, tuple[object, ...]] = {}
+    try:
+        _read_entries(layer, out)
+    except decode_errors() as exc:
+        raise SourceError(f"layer {layer.digest} cannot be read as a tar: {exc}") from None
+    return out
+
+
+def _read_entries(layer: Layer, out: dict[str, tuple[object, ...]]) -> None:
+    with layer.uncompressed() as raw, tarfile.open(fileobj=raw, mode="r|", tarinfo=BoundedTarInfo) as tar:
+        for member in tar:
+            digest = ""
+            if member.isfile():
+                f = tar.extractfile(member)
+                h = hashlib.sha256()
+                if f is not None:
+                    while chunk := f.read(CHUNK):
+                        h.update(chunk)
+                digest = h.hexdigest()
+            out["/" + member.name.removeprefix("./").lstrip("/")] = (member.type, member.mode, member.uid, member.gid,
+                                                   member.linkname, member.size, digest)
+
+
+def _differing_files(a: Layer, b: Layer) -> tuple[str, ...]:
+    left, right = layer_files(a), layer_files(b)
+    return tuple(sorted(p for p in set(left) | set(right) if left.get(p) != right.get(p)))
+
+
+def _compare(platform: str, published: Image, rebuilt: Image) -> LayerDifference | None:
+    history = [h for h in published.config.history if not h.empty_layer]
+    for i, (a, b) in enumerate(zip(published.layers, rebuilt.layers, strict=False)):
+        if a.diff_id != b.diff_id:
+            return LayerDifference(platform=platform, index=i, expected=str(a.digest), rebuilt=str(b.digest),
+                                   created_by=history[i].created_by if i < len(history) else "",
+                                   files=_differing_files(a, b))
+    if len(published.layers) != len(rebuilt.layers):
+        i = min(len(published.layers), len(rebuilt.layers))
+        return LayerDifference(platform=platform, index=i,
+                               expected=str(published.layers[i].digest) if i < len(published.layers) else "(none)",
+                               rebuilt=str(rebuilt.layers[i].digest) if i < len(rebuilt.layers) else "(none)")
+    return None
+
+
+def offline_plan(plan: BuildPlan, wheelhouse: Path | None, project: Path | None = None) -> BuildPlan:
+    """``plan`` to run again here: its project folder at ``project`` (default: where it was), no outputs,
+    and with ``wheelhouse`` its Python dependencies taken only from that folder (``--no-index``)."""
+    out = replace(plan, outputs=())
+    if project is not None:
+        out = replace(out, project_dir=project, weights_lock=project / plan.weights_lock.name
+                      if plan.weights_lock is not None else None,
+                      python=_moved_python(plan, project), layers=tuple(
+                          replace(spec, src=project / spec.src.relative_to(plan.project_dir))
+                          if spec.src.is_absolute() and spec.src.is_relative_to(plan.project_dir) else spec
+                          for spec in plan.layers))
+    if wheelhouse is not None and out.python is not None:
+        out = replace(out, python=replace(out.python, find_links=(str(wheelhouse.absolute()),), no_index=True,
+                                          index_url="", extra_index_urls=()))
+    return out
+
+
+def _moved_python(plan: BuildPlan, project: Path) -> PythonSpec | None:
+    spec = plan.python
+    if spec is None:
+        return None
+
+    def moved(path: Path | None) -> Path | None:
+        if path is not None and path.is_absolute() and path.is_relative_to(plan.project_dir.absolute()):
+            return project / path.relative_to(plan.project_dir.absolute())
+        return path
+
+    return replace(spec, requirements=moved(spec.requirements), lock=moved(spec.lock))
+
+
+def rebuild(plan: BuildPlan, published: Artifact, *, store: ContentStore | None = None,
+            client: RegistryClient | None = None, on_event: EventHandler = ignore) -> RebuildReport:
+    """Build ``plan`` again (in ``store``, default a fresh temporary one) and compare with ``published``."""
+    from .build import build
+
+    with tempfile.TemporaryDirectory(prefix="ocibuild-rebuild-") as tmp:
+        result = build(plan, store=store or ContentStore(Path(tmp) / "store"), on_event=on_event, client=client)
+        expected, got = str(published.digest), result.digest
+        if expected == got:
+            return RebuildReport(expected=expected, rebuilt=got)
+        by_platform = {str(i.config.platform): i for i in images_of(result.artifact)}
+        differences = []
+        notes = []
+        for image in images_of(published):
+            platform = str(image.config.platform)
+            mine = by_platform.get(platform)
+            if mine is None:
+                notes.append(f"{platform} was not rebuilt (the plan names {', '.join(by_platform)})")
+                continue
+            if (diff := _compare(platform, image, mine)) is not None:
+                differences.append(diff)
+            elif image.config_bytes != mine.config_bytes:
+                notes.append(f"{platform} config differs")
+        return RebuildReport(expected=expected, rebuilt=got, differences=tuple(differences), notes=tuple(notes))
+
