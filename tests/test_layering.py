@@ -16,11 +16,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("store", "timestamps", "records"),
     ("layers",),
     ("image", "mutate", "imagefs"),
-    ("transports", "plan", "debianspec", "transfer"),
+    ("transports", "plan", "debianspec", "transfer", "kube"),
     ("registry",),
-    ("sources", "sinks", "inspect", "debian", "python"),
-    ("build", "publish", "config"),
-    ("cli", "__main__", "__init__"),
+    ("sources", "sinks", "inspect", "debian", "python", "referrers", "models", "signing"),
+    ("build", "publish", "config", "attest", "rebuild", "resolve"),
+    ("cli", "signing_cli", "__main__", "__init__"),
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 
