@@ -29,9 +29,12 @@ from .transports import DebianBase, DockerArchive, Location, OciArchive, OciLayo
 if TYPE_CHECKING:
     import requests
 
+    from .debian import DebianLock
+    from .python.fetch import FetchedWheel
     from .registry import RegistryClient
 
-__all__ = ["BuildResult", "BuildResultPlatform", "LayerReport", "build", "build_file_layers", "plan_sinks"]
+__all__ = ["BuildInputs", "BuildResult", "BuildResultPlatform", "LayerReport", "build", "build_file_layers",
+           "plan_sinks"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -49,12 +52,31 @@ class LayerReport:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class BuildInputs:
+    """Exactly what one platform's image was built from, for SBOMs and provenance (``ocibuild.attest``):
+    the base (``base_location`` as written in the plan; no digest for ``scratch``), every wheel installed
+    (sha256, where it came from, the sdist it was built from), the locked ``.deb`` files of a base
+    assembled from Debian packages, and which of the added layers hold the project's own files and
+    which the files of embedded models."""
+
+    base: Image = field(repr=False, compare=False)
+    base_location: str
+    scratch: bool = False
+    wheels: tuple[FetchedWheel, ...] = ()
+    debian: DebianLock | None = None
+    app_layers: tuple[LayerReport, ...] = ()
+    model_layers: tuple[LayerReport, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class BuildResultPlatform:
-    """One platform's image of a (multi-platform) build."""
+    """One platform's image of a (multi-platform) build; ``image`` and ``inputs`` are set by ``build``."""
 
     platform: str
     digest: str
     layers: tuple[LayerReport, ...]
+    image: Image | None = field(default=None, repr=False, compare=False)
+    inputs: BuildInputs | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -195,12 +217,13 @@ class _Built:
     base: Image
     reports: tuple[LayerReport, ...]
     python: dict[str, Any] | None
+    inputs: BuildInputs
 
 
 def _python_layers(plan: BuildPlan, location: Location, base: Image, store: ContentStore, on_event: EventHandler,
                    session: requests.Session | None, created: str) -> tuple[list[mutate.Addendum],
                                                                           list[LayerReport], dict[str, str],
-                                                                          dict[str, Any]]:
+                                                                          dict[str, Any], tuple[FetchedWheel, ...]]:
     from .python.deps import dependency_layers
 
     assert plan.python is not None
@@ -221,7 +244,7 @@ def _python_layers(plan: BuildPlan, location: Location, base: Image, store: Cont
     info = {"target": deps.target.to_dict(), "venv": deps.layout.prefix,
             "pins": [f"{p.name}=={p.version}" for p in deps.pins],
             "resolved_from_cache": deps.resolved_from_cache, "downloaded": deps.downloaded}
-    return addenda, reports, env, info
+    return addenda, reports, env, info, deps.wheels
 
 
 def _compiler_base(plan: BuildPlan, location: Location, base: Image, store: ContentStore) -> Image | None:
@@ -296,23 +319,34 @@ def _build_one(plan: BuildPlan, store: ContentStore, platform: Platform | None, 
     reports: list[LayerReport] = []
     settings = plan.settings
     python_info: dict[str, Any] | None = None
+    wheels: tuple[FetchedWheel, ...] = ()
     if plan.python is not None:
-        addenda, reports, env, python_info = _python_layers(plan, location, base, store, on_event, session, created)
+        addenda, reports, env, python_info, wheels = _python_layers(plan, location, base, store, on_event, session,
+                                                                    created)
         settings = replace(settings, env={**env, **settings.env})
     if models.env:
         settings = replace(settings, env={**models.env, **settings.env})
     addenda += models.addenda
     reports += models.reports
+    app_layers = []
     for fl in file_layers:
         what = _describe(fl.spec, plan.project_dir) + (f" ({fl.label.split(':', 1)[1]})" if ":" in fl.label else "")
         addenda.append(mutate.Addendum(layer=fl.layer, created=created, created_by=what))
-        reports.append(LayerReport(label=fl.label, layer=fl.layer, cached=fl.cached))
+        app_layers.append(LayerReport(label=fl.label, layer=fl.layer, cached=fl.cached))
+    reports += app_layers
     image = mutate.append(base, *addenda)
     image = mutate.with_created(mutate.with_settings(image, settings), plan.source_date_epoch)
     notes = {**{MODEL_ANNOTATION + name: ref for name, ref in models.references.items()},
              **_annotations(plan, location, base, created)}
     image = mutate.with_annotations(image, notes)
-    return _Built(image=image, base=base, reports=tuple(reports), python=python_info)
+    debian = None
+    if isinstance(location, DebianBase):
+        from .sources.debian import base_lock
+
+        debian = base_lock(location, store, base)
+    inputs = BuildInputs(base=base, base_location=str(location), scratch=scratch, wheels=wheels, debian=debian,
+                         app_layers=tuple(app_layers), model_layers=models.reports)
+    return _Built(image=image, base=base, reports=tuple(reports), python=python_info, inputs=inputs)
 
 
 def _targets(plan: BuildPlan, store: ContentStore, client: RegistryClient | None,
@@ -401,7 +435,8 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
                        base=built[0].base, python=built[0].python, models=models.builds,
                        model_references=models.references,
                        platforms=tuple(BuildResultPlatform(platform=str(b.image.config.platform),
-                                                           digest=str(b.image.digest), layers=b.reports)
+                                                           digest=str(b.image.digest), layers=b.reports,
+                                                           image=b.image, inputs=b.inputs)
                                        for b in built))
 
 

@@ -275,6 +275,20 @@ def _parser() -> argparse.ArgumentParser:
     login.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     _registry_options(login)
     login.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    from .referrers.cli import add_parsers as referrer_parsers
+    from .signing_cli import add_parsers as signing_parsers
+
+    referrer_parsers(sub)
+    verify = signing_parsers(sub)["verify"]
+    verify.add_argument("--rebuild", action="store_true",
+                        help="build the image again from the plan its provenance records, in a fresh store, and "
+                             "compare layer by layer")
+    verify.add_argument("--offline-from", type=Path, metavar="DIR",
+                        help="with --rebuild: take the Python dependencies only from this wheelhouse")
+    verify.add_argument("--project", type=Path, metavar="DIR",
+                        help="with --rebuild: the project's source folder (default: where the provenance says)")
+    verify.add_argument("--cache-dir", type=Path, help="with --rebuild: where to read the published image")
     return p
 
 
@@ -567,10 +581,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if debug:
         logging.basicConfig(level=logging.DEBUG, format="debug: %(name)s: %(message)s", stream=sys.stderr)
         logging.getLogger("urllib3").setLevel(logging.INFO)  # its debug lines would show query strings
+    from .referrers import cli as referrer_commands
+
     try:
         commands = {"login": _cmd_login, "fetch": _cmd_fetch, "build": _cmd_build, "base": _cmd_base,
-                    "inspect": _cmd_inspect, "model": _cmd_model, "resolve": _cmd_resolve}
-        return commands[args.command](args)
+                    "inspect": _cmd_inspect, "model": _cmd_model, "resolve": _cmd_resolve,
+                    "sbom": referrer_commands.cmd_sbom, "provenance": referrer_commands.cmd_provenance}
+        command = commands.get(args.command) or args.func
+        return int(command(args))
     except OcibuildError as exc:
         if debug:
             traceback.print_exc()

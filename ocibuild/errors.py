@@ -15,7 +15,8 @@ OcibuildError
 │   └── DigestMismatch       content does not have the digest (or size) it should
 ├── OutputError              an output cannot be written
 ├── DiskFull                 a write failed for lack of space (or quota): names the file and what to do
-└── RegistryError            talking to a registry failed
+├── RegistryError            talking to a registry failed
+└── VerificationFailed       an image's signatures or attestations do not verify with the key given
 
 Library errors name the build-file key that was wrong (``python.libc``); the CLI says which
 flag sets it where one exists.
@@ -88,4 +89,11 @@ class DiskFull(OcibuildError):
 
 
 class RegistryError(OcibuildError):
-    """A registry request failed."""
+    """A registry request failed; ``status`` is the HTTP status of the answer that said so, if any."""
+
+    status: int | None = None
+
+
+class VerificationFailed(OcibuildError):
+    """A signature or attestation of an image does not verify with the key given (``ocibuild verify``);
+    the message names the manifest and what did not hold."""

@@ -72,6 +72,7 @@ class DepsResult:
     layers: tuple[DepsLayer, ...]
     resolved_from_cache: bool
     downloaded: int
+    wheels: tuple[FetchedWheel, ...] = ()  # what was installed, in pin order: sha256, origin, sdist
 
     def env(self, base_path: str) -> dict[str, str]:
         path = base_path or DEFAULT_PATH
@@ -272,7 +273,7 @@ def dependency_layers(spec: PythonSpec, base: Image, store: ContentStore, projec
             layers.append(DepsLayer(label="project", built=built, wheels=tuple(w.name for w in own),
                                     seconds=time.monotonic() - start))
     return DepsResult(target=target, layout=layout, pins=tuple(pins), layers=tuple(layers),
-                      resolved_from_cache=cached, downloaded=downloaded)
+                      resolved_from_cache=cached, downloaded=downloaded, wheels=tuple(wheels))
 
 
 def _compiler(spec: PythonSpec, target: TargetPython, base: Image, compiler_base: Image | None,

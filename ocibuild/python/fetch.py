@@ -64,17 +64,19 @@ class SdistOrigin:
     filename: str
     sha256: str
     build_requirements: tuple[Pin, ...]
+    url: str = ""  # where the sdist came from (credentials and query removed); "" if not recorded
 
     def to_dict(self) -> dict[str, object]:
         return {"filename": self.filename, "sha256": self.sha256,
-                "build_requirements": [p.to_dict() for p in self.build_requirements]}
+                "build_requirements": [p.to_dict() for p in self.build_requirements],
+                **({"url": self.url} if self.url else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> SdistOrigin:
         reqs = d.get("build_requirements") or []
         assert isinstance(reqs, list)
         return cls(filename=str(d["filename"]), sha256=str(d["sha256"]),
-                   build_requirements=tuple(Pin.from_dict(r) for r in reqs))
+                   build_requirements=tuple(Pin.from_dict(r) for r in reqs), url=str(d.get("url") or ""))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -85,6 +87,7 @@ class FetchedWheel:
     filename: str
     downloaded: bool  # downloaded (or built from an sdist) by this call
     sdist: SdistOrigin | None = None  # set when the wheel was built from an sdist on this machine
+    url: str = ""  # where the wheel came from (credentials and query removed); "" if built here or not recorded
 
 
 class _Links(html.parser.HTMLParser):
@@ -321,7 +324,7 @@ def fetch_wheel(pin: Pin, target: TargetPython, index: IndexSettings, store: Con
     if record is not None and (origin is None or store.has(Digest("sha256", origin.sha256))):
         sha, filename = str(record["digest"]).split(":", 1)[1], str(record["filename"])
         return FetchedWheel(pin=pin, path=stored_file(store, sha, filename), sha256=sha, filename=filename,
-                            downloaded=False, sdist=origin)
+                            downloaded=False, sdist=origin, url=str(record.get("url") or ""))
     found = candidates(pin, index, session)
     sdists = sorted((c for c in found if c.is_sdist), key=lambda c: (not c.filename.endswith(".tar.gz"), c.filename))
     try:
@@ -344,6 +347,7 @@ def fetch_wheel(pin: Pin, target: TargetPython, index: IndexSettings, store: Con
     else:
         sha = _download(cand, pin, store, session)
         downloaded = True
-    store.put_selector(f"wheel-{key}", {"digest": f"sha256:{sha}", "filename": cand.filename})
+    url = redact(cand.url)
+    store.put_selector(f"wheel-{key}", {"digest": f"sha256:{sha}", "filename": cand.filename, "url": url})
     return FetchedWheel(pin=pin, path=stored_file(store, sha, cand.filename), sha256=sha, filename=cand.filename,
-                        downloaded=downloaded)
+                        downloaded=downloaded, url=url)

@@ -36,6 +36,7 @@ import requests
 from ..errors import ResolutionError
 from ..spec import Digest, Platform, canonical_json
 from ..store import ContentStore
+from ..transfer import redact
 from .fetch import Candidate, FetchedWheel, SdistOrigin, check_hash, stored_file, stream
 from .resolve import IndexSettings, Pin, parse_requirements, uv_binary
 from .target import TargetPython, wheel_arch
@@ -321,7 +322,8 @@ def wheel_from_sdist(pin: Pin, sdist: Candidate, target: TargetPython, index: In
         wheel_sha = _sha256(wheel)
         store.put_file(path, Digest("sha256", sha))
         store.put_file(wheel, Digest("sha256", wheel_sha))
-        origin = SdistOrigin(filename=sdist.filename, sha256=sha, build_requirements=requirements)
+        origin = SdistOrigin(filename=sdist.filename, sha256=sha, build_requirements=requirements,
+                             url=redact(sdist.url))
         store.put_selector(key, {"digest": f"sha256:{wheel_sha}", "filename": wheel.name,
                                  "sdist": origin.to_dict()})
         return FetchedWheel(pin=pin, path=stored_file(store, wheel_sha, wheel.name), sha256=wheel_sha,

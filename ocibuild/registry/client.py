@@ -16,6 +16,7 @@ What it does that generic clients get wrong:
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
@@ -24,9 +25,9 @@ from urllib.parse import urlencode
 
 import requests
 
-from ..errors import DigestMismatch, RegistryError
+from ..errors import DigestMismatch, ImageNotFound, RegistryError
 from ..events import BlobTransferred, EventHandler, Progress, TransferKind, ignore
-from ..spec import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Digest, MediaType, Reference
+from ..spec import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Digest, ImageIndex, MediaType, Reference, SpecError
 from ..store import CHUNK, ContentStore
 from .auth import CredentialProvider, scope_for
 from .tls import TLSConfig
@@ -40,6 +41,7 @@ from .transport import (
     broken,
     clean,
     error_code,
+    preload,
     read_limited,
     resolve,
     retry_after,
@@ -54,6 +56,10 @@ ACCEPT_MANIFESTS = ", ".join([MediaType.OCI_INDEX, MediaType.OCI_MANIFEST, Media
                               MediaType.DOCKER_MANIFEST])
 MAX_MANIFEST = 4 << 20
 CHUNK_UPLOAD = 16 << 20
+MAX_REFERRER_PAGES = 16
+"""Most pages of a referrers answer followed (``Link: <...>; rel="next"``), each at most ``MAX_MANIFEST``."""
+NO_REFERRERS_API = frozenset({400, 404, 405, 406, 501})
+"""Answers to ``GET /v2/<name>/referrers/<digest>`` that mean: this registry has no referrers API."""
 _PUSH = ("pull", "push")
 
 
@@ -135,6 +141,45 @@ class RegistryClient:
             raise DigestMismatch(f"{repo}: {desc.digest} does not match its digest or size; "
                                  "the registry returned corrupt content")
         return data
+
+    def referrers(self, repo: Repository, digest: Digest) -> ImageIndex | None:
+        """The OCI 1.1 referrers of manifest ``digest`` (``GET /v2/<name>/referrers/<digest>``): an index
+        of the artifact manifests whose ``subject`` it is, pages joined (at most ``MAX_REFERRER_PAGES``
+        of at most ``MAX_MANIFEST`` bytes each). None when the registry has no referrers API: it
+        answers 404 (distribution 2.8, Docker Hub), 400/405/406/501, or 200 with something that is
+        not an OCI image index (an ``OCI-Subject`` header alone proves nothing).
+
+        >>> client.referrers(Repository(host="127.0.0.1:5000", name="app"), digest)  # doctest: +SKIP
+        ImageIndex(manifests=(Descriptor(media_type=..., artifact_type='application/spdx+json', ...),), ...)
+        """
+        path = f"/v2/{repo.name}/referrers/{digest}"
+        found: list[Descriptor] = []
+        with self.transport.operation(f"getting the referrers of {digest} from {repo}"):
+            for page in range(MAX_REFERRER_PAGES):
+                resp = self.transport.request("GET", repo, path, headers={"Accept": MediaType.OCI_INDEX}, stream=True)
+                if resp.status_code in NO_REFERRERS_API and page == 0:
+                    preload(resp)
+                    return None
+                if resp.status_code != 200:
+                    raise self.transport.error(resp, repo, f"getting the referrers of {digest} from")
+                following = resp.links.get("next", {}).get("url")
+                raw = read_limited(resp, MAX_MANIFEST, f"{repo}: the referrers of {digest}")
+                try:
+                    index = ImageIndex.from_json(raw)
+                    if str(index.media_type) != MediaType.OCI_INDEX:
+                        raise SpecError(f"its mediaType is {str(index.media_type)[:100]!r}, not {MediaType.OCI_INDEX}")
+                except SpecError as exc:
+                    if page == 0:
+                        log.debug("%s: the referrers answer is not an OCI index (%s): no referrers API", repo, exc)
+                        return None
+                    raise RegistryError(f"{repo}: page {page + 1} of the referrers of {digest} is malformed "
+                                        f"({clean(str(exc), 200)}); the registry is misbehaving") from None
+                found += index.manifests
+                if not following:
+                    return ImageIndex(manifests=tuple(found))
+                path = resolve(self.transport.base_url(repo.host) + path, following)
+        raise RegistryError(f"{repo}: the referrers of {digest} run past {MAX_REFERRER_PAGES} pages; "
+                            "the registry is misbehaving")
 
     def fetch_blob(self, repo: Repository, desc: Descriptor, store: ContentStore) -> TransferKind:
         """Stream a blob into the store, verified; resume with ``Range`` after a dropped connection.
@@ -320,6 +365,50 @@ class RegistryClient:
             raise self.transport.error(resp, repo, f"pushing manifest {reference} to")
         _check_reported(resp, repo, digest, f"stored manifest {reference}")
         return digest
+
+    def update_manifest(self, repo: Repository, tag: str,
+                        change: Callable[[bytes | None], tuple[bytes, str] | None], *, tries: int = 8) -> Digest | None:
+        """Read-modify-write the manifest or index at ``tag``, for documents several writers share (the
+        ``sha256-<hex>`` referrers tag). ``change`` gets what the tag holds (None if nothing) and returns
+        the new bytes and media type, or None when they already say what it wants.
+
+        Registries offer no conditional PUT for manifests (distribution ignores ``If-Match``), so after
+        a PUT the tag is read again and ``change`` asked again, and once it is content, asked once more
+        after a pause of a few round trips: a writer that read the tag before our PUT and wrote after
+        it has then written, and is merged with instead of lost. At most ``tries`` reads and PUTs, with
+        short random pauses. Returns the digest the tag holds (None if it holds nothing and needs nothing)."""
+        ref = Reference(registry=repo.host, repository=repo.name, tag=tag)
+        wrote = settled = False
+        settle = 0.0
+        for attempt in range(tries + 1):
+            started = time.monotonic()
+            try:
+                try:
+                    current: bytes | None = self.get_manifest(ref)[0]
+                except ImageNotFound:
+                    current = None
+                update = change(current)
+                if update is None:
+                    if not wrote or settled:
+                        return Digest.of(current) if current is not None else None
+                    time.sleep(settle)
+                    settled = True
+                    continue
+                settled = False
+                if attempt == tries:
+                    break
+                if wrote:
+                    time.sleep(random.uniform(0.05, 0.25) * attempt)
+                self.put_manifest(repo, tag, *update)
+            except RegistryError as exc:  # distribution answers 500 while another writer rewrites the tag
+                if exc.status != 500 or attempt == tries:
+                    raise
+                log.debug("%s: tag %s is being written by another client (HTTP 500); trying again", repo, tag)
+                time.sleep(random.uniform(0.1, 0.3))
+                continue
+            wrote = True
+            settle = min(5.0, max(0.3, 4 * (time.monotonic() - started))) * random.uniform(1.0, 1.5)
+        raise RegistryError(f"{repo}: tag {tag} kept being changed by another writer ({tries} tries); run again")
 
 
 def _check_reported(resp: requests.Response, repo: Repository, digest: Digest, what: str) -> None:

@@ -639,8 +639,12 @@ class Transport:
                 resp.status_code, "")
         hint = _HINTS.get(code, "retry, or run with --debug for details").format(host=repo.host)
         detail = self.redact(repo.host, f", {code}: {message}" if message else f", {code}" if code else "")
-        cls = ImageNotFound if code in ("NAME_UNKNOWN", "MANIFEST_UNKNOWN") else RegistryError
-        return cls(f"{what} {repo} failed (HTTP {resp.status_code}{detail}); {hint}")
+        message = f"{what} {repo} failed (HTTP {resp.status_code}{detail}); {hint}"
+        if code in ("NAME_UNKNOWN", "MANIFEST_UNKNOWN"):
+            return ImageNotFound(message)
+        error = RegistryError(message)
+        error.status = resp.status_code
+        return error
 
     def check_login(self, registry: str) -> None:
         """Check this transport's credentials against ``registry`` (``host[:port]``; ``docker.io`` means

@@ -11,6 +11,8 @@ decompressed twice, once to learn its size (checking its diff_id) and once into 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import DigestMismatch, OutputError
@@ -37,15 +39,23 @@ def _write_archive(path: Path, where: str, entries: list[TarEntry], mtime: int) 
             raise write_error(exc, output_target(path, where), OUTPUT_HINT, OutputError) from None
 
 
-def write_oci_archive(path: Path, tag: str | None, artifact: Artifact, mtime: int) -> Descriptor:
-    """A tarred OCI layout holding ``artifact`` under ``tag``, entries stamped ``mtime``."""
+def write_oci_archive(path: Path, tag: str | None, artifact: Artifact, mtime: int, *,
+                      extra_entries: Sequence[Descriptor] = (), extra_blobs: Sequence[Blob] = ()) -> Descriptor:
+    """A tarred OCI layout holding ``artifact`` under ``tag``, entries stamped ``mtime``. ``extra_entries``
+    are listed in ``index.json`` after it and ``extra_blobs`` stored beside its blobs: the artifacts
+    attached to it (``ocibuild.referrers.layout_additions``), untagged."""
     where = f"oci-archive:{path}" + (f":{tag}" if tag else "")
     entry = artifact.descriptor({REF_NAME: tag} if tag else None)
+    index = updated_index(None, entry, tag)
+    index = replace(index, manifests=(*index.manifests, *(d for d in extra_entries if d.digest != entry.digest)))
     entries = [
         TarEntry.file("oci-layout", OCI_LAYOUT),
-        TarEntry.file("index.json", canonical_json(updated_index(None, entry, tag).to_dict())),
+        TarEntry.file("index.json", canonical_json(index.to_dict())),
     ]
-    entries += [_blob_entry(blob, blob.descriptor.digest.blob_name) for blob in all_blobs(artifact)]
+    blobs = {blob.descriptor.digest: blob for blob in all_blobs(artifact)}
+    for blob in extra_blobs:
+        blobs.setdefault(blob.descriptor.digest, blob)
+    entries += [_blob_entry(blob, blob.descriptor.digest.blob_name) for blob in blobs.values()]
     _write_archive(path, where, entries, mtime)
     return entry
 

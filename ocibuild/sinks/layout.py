@@ -56,7 +56,7 @@ def populate(root: Path, blobs: list[Blob], added: list[Path] | None = None) -> 
             added.append(target)
 
 
-def _write_file(path: Path, data: bytes) -> None:
+def write_file(path: Path, data: bytes) -> None:
     """``path`` := ``data``, atomically (temp file + rename), readable by all like the blobs."""
     try:
         with atomic_writer(path, mode=0o644, hint=OUTPUT_HINT) as f:
@@ -67,8 +67,9 @@ def _write_file(path: Path, data: bytes) -> None:
 
 def updated_index(existing: ImageIndex | None, entry: Descriptor, tag: str | None) -> ImageIndex:
     """``existing`` with ``entry`` under ``tag``, replacing whatever had that tag (or, untagged, the
-    untagged entries)."""
-    kept = [d for d in (existing.manifests if existing else ()) if d.annotations.get(REF_NAME) != tag]
+    untagged images; the untagged artifacts attached to images, listed with an ``artifactType``, stay)."""
+    kept = [d for d in (existing.manifests if existing else ())
+            if d.annotations.get(REF_NAME) != tag or (tag is None and d.artifact_type)]
     return ImageIndex(manifests=(*kept, entry), media_type=MediaType.OCI_INDEX)
 
 
@@ -122,7 +123,8 @@ def layout_lock(root: Path, where: str) -> Iterator[bool]:
             os.close(fd)  # releases the lock
 
 
-def _read_index(root: Path, where: str) -> ImageIndex | None:
+def read_index(root: Path, where: str) -> ImageIndex | None:
+    """The ``index.json`` of the layout folder ``root`` (None if it has none); ``OutputError`` if it is invalid."""
     try:
         data = (root / "index.json").read_bytes()
     except FileNotFoundError:
@@ -133,7 +135,7 @@ def _read_index(root: Path, where: str) -> ImageIndex | None:
         raise OutputError(f"cannot update {where}: its index.json is invalid ({exc}); fix or remove it") from None
 
 
-def _take_back(root: Path, added: list[Path], new_layout: bool, created: bool) -> None:
+def take_back(root: Path, added: list[Path], new_layout: bool, created: bool) -> None:
     """Undo a failed write (under the lock): the blobs it added and, for a layout it was creating,
     ``oci-layout``, the lock file and the folder (if it made that too). Best effort, never raises."""
     for blob in reversed(added):
@@ -174,12 +176,12 @@ def write_layout(path: Path, tag: str | None, artifact: Artifact) -> Descriptor:
             # a killed build's (those older than a few hours go; fresher ones may be another tool's)
             sweep_stale(root, ".*.tmp-*")
             sweep_stale(root / "blobs" / "sha256", ".*.tmp-*")
-            existing = _read_index(root, where)
+            existing = read_index(root, where)
             if new_layout:
-                _write_file(root / "oci-layout", OCI_LAYOUT)
+                write_file(root / "oci-layout", OCI_LAYOUT)
             populate(root, all_blobs(artifact), added)
-            _write_file(root / "index.json", canonical_json(updated_index(existing, entry, tag).to_dict()))
+            write_file(root / "index.json", canonical_json(updated_index(existing, entry, tag).to_dict()))
         except BaseException:
-            _take_back(root, added, new_layout, created)
+            take_back(root, added, new_layout, created)
             raise
     return entry

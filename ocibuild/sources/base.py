@@ -125,6 +125,27 @@ def platforms(source: ManifestSource) -> tuple[Platform, ...]:
     return (_image(source, source.top, doc)[0].platform,)
 
 
+def manifest_chain(source: ManifestSource, platform: Platform | None) -> tuple[Descriptor, ...]:
+    """The descriptors from ``source.top`` down to its image manifest for ``platform``: ``(manifest,)``
+    for a lone image, ``(index, manifest)`` for an index. Each carries the media type its document
+    declares and no annotations. Reads only indexes (and a lone manifest's config when ``platform``
+    is given, to check it), never a layer: what the artifacts attached to an image are found by."""
+    chain: list[Descriptor] = []
+    desc = source.top
+    for _ in range(4):
+        doc, _raw = _document(source, desc)
+        chain.append(Descriptor(media_type=doc.media_type, digest=desc.digest, size=desc.size))
+        if isinstance(doc, ImageIndex):
+            desc = select_platform(doc, platform, source.where)
+            continue
+        if platform is not None and platform is not ANY_PLATFORM:
+            config = _image(source, desc, doc)[0]
+            if not config.platform.matches(platform):
+                raise ImageNotFound(f"{source.where} is a {config.platform} image, not {platform}")
+        return tuple(chain)
+    raise SourceError(f"{source.where}: image indexes nested too deeply")
+
+
 def resolve(source: ManifestSource, platform: Platform | None) -> MemoryImage:
     """Follow ``source.top`` (an index or a manifest) to the image for ``platform``.
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
-from ..debian import build_base, debian_arch, platform_for
+from ..debian import DebianLock, build_base, debian_arch, platform_for
 from ..errors import ImageNotFound
 from ..image import Image
 from ..spec import Platform
@@ -32,11 +33,35 @@ def load_debian(location: DebianBase, store: ContentStore, platform: Platform | 
         have = ", ".join(map(str, offered))
         raise ImageNotFound(f"the Debian base is configured for {have}, not {wanted}; add its architecture "
                             f"({debian_arch(wanted)}) to 'architectures' or choose one of those with --platform")
-    lock = location.lock
-    if lock is None:
-        key = hashlib.sha256(repr((location.spec.suite, location.spec.packages, location.spec.mirror,
-                                   location.spec.components)).encode()).hexdigest()[:16]
-        lock = store.root / "debian" / f"{location.spec.suite}-{key}.lock"
+    lock = lock_path(location, store)
+    if location.lock is None:
         lock.parent.mkdir(parents=True, exist_ok=True)
     (image,) = build_base(location.spec, [wanted], store, lock_path=lock)
     return image
+
+
+def lock_path(location: DebianBase, store: ContentStore) -> Path:
+    """The lock file of a Debian base: its own ``lock``, else the cache's lock for its package set."""
+    if location.lock is not None:
+        return location.lock
+    key = hashlib.sha256(repr((location.spec.suite, location.spec.packages, location.spec.mirror,
+                               location.spec.components)).encode()).hexdigest()[:16]
+    return store.root / "debian" / f"{location.spec.suite}-{key}.lock"
+
+
+def base_lock(location: DebianBase, store: ContentStore, image: Image) -> DebianLock | None:
+    """The locked packages (name, version, architecture, ``.deb`` sha256) that ``image``, a base
+    :func:`load_debian` made, was assembled from, read back from its lock file. None when the lock no
+    longer lists exactly the packages the image's history names (rewritten by another build since)."""
+    from ..debian.lock import LockFile
+    from ..errors import ConfigError
+
+    path = lock_path(location, store)
+    try:
+        lock = LockFile.read(path).archs.get(debian_arch(image.config.platform)) if path.is_file() else None
+    except ConfigError:
+        return None
+    if lock is None:
+        return None
+    built = {word for h in image.config.history for word in (h.comment or "").split()}
+    return lock if built == {f"{p.name}={p.version}" for p in lock.packages} else None

@@ -14,6 +14,7 @@ import io
 import os
 import stat
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol
 
@@ -151,10 +152,12 @@ def _pick(index: ImageIndex, tag: str | None, where: str) -> Descriptor:
             return tagged[tag]
         have = ", ".join(sorted(t for t in tagged if t)) or "no tags"
         raise ImageNotFound(f"{where} has no tag {tag!r} (it has: {have}); name one of those after ':'")
-    if len(index.manifests) == 1:
-        return index.manifests[0]
+    # untagged artifacts (an SBOM, a provenance attached to an image) are not images to pick
+    images = [d for d in index.manifests if d.annotations.get(REF_NAME) or not d.artifact_type]
+    if len(images) == 1:
+        return images[0]
     have = ", ".join(sorted(t for t in tagged if t)) or "untagged images only"
-    raise ImageNotFound(f"{where} holds {len(index.manifests)} images; name one with ':TAG' (tags: {have})")
+    raise ImageNotFound(f"{where} holds {len(images)} images; name one with ':TAG' (tags: {have})")
 
 
 def open_archive(path: Path, where: str) -> TarReader:
@@ -238,6 +241,20 @@ def load_layout(path: Path, tag: str | None, store: ContentStore, platform: Plat
     reader = _open_reader(path, archive, where)
     try:
         return resolve(_source(reader, tag, store, where), platform)
+    finally:
+        with contextlib.suppress(Exception):
+            reader.close()
+
+
+@contextlib.contextmanager
+def open_layout_source(path: Path, tag: str | None, store: ContentStore, *,
+                       archive: bool) -> Iterator[tuple[ManifestSource, BlobReader]]:
+    """The layout's (or archive's) ``ManifestSource`` for ``tag`` and its reader, closed on exit: for
+    callers that read more than one image's documents (the artifacts attached beside an image)."""
+    where = _where(path, tag, archive)
+    reader = _open_reader(path, archive, where)
+    try:
+        yield _source(reader, tag, store, where), reader
     finally:
         with contextlib.suppress(Exception):
             reader.close()

@@ -19,7 +19,8 @@ from ..store import ContentStore
 from .base import ManifestSource, check_layer, platforms, resolve
 
 
-def _source(client: RegistryClient, ref: Reference, store: ContentStore) -> ManifestSource:
+def registry_source(client: RegistryClient, ref: Reference, store: ContentStore) -> ManifestSource:
+    """The image or index ``ref`` names, as a ``ManifestSource`` (its manifest is read now)."""
     repo = Repository.from_reference(ref)
     raw, media, digest = client.get_manifest(ref)
     where = f"docker://{ref}"
@@ -45,9 +46,9 @@ def _source(client: RegistryClient, ref: Reference, store: ContentStore) -> Mani
 
 def load_registry(client: RegistryClient, ref: Reference, store: ContentStore, platform: Platform | None) -> Image:
     """Resolve ``ref`` (tag or digest; index or manifest) for ``platform``; no layer is downloaded yet."""
-    return resolve(_source(client, ref, store), platform)
+    return resolve(registry_source(client, ref, store), platform)
 
 
 def registry_platforms(client: RegistryClient, ref: Reference, store: ContentStore) -> tuple[Platform, ...]:
     """The platforms ``ref`` offers, from its index (or its one manifest's config)."""
-    return platforms(_source(client, ref, store))
+    return platforms(registry_source(client, ref, store))
