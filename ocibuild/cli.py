@@ -28,6 +28,7 @@ from .store import ContentStore, atomic_write_bytes, default_cache_dir
 from .version import __version__
 
 if TYPE_CHECKING:  # the registry client (and requests) load only when a registry is involved
+    from .evidence import Evidence
     from .plan import BuildPlan
     from .registry import CredentialProvider, RegistryClient
 
@@ -180,6 +181,15 @@ def _parser() -> argparse.ArgumentParser:
                         "image volumes) instead of model images of their own")
     b.add_argument("--update-lock", action="store_true",
                    help="rewrite weights.lock from the model files as they are now")
+    ev = b.add_argument_group("supply-chain evidence (OCI 1.1 referrers, never inside the image index)")
+    ev.add_argument("--sbom", choices=("spdx", "cyclonedx", "none"),
+                    help="SBOM per platform image (default: spdx for registry, oci: and oci-archive: outputs)")
+    ev.add_argument("--provenance", dest="provenance", action="store_true", default=None,
+                    help="SLSA v1 provenance (default: on where an SBOM is written)")
+    ev.add_argument("--no-provenance", dest="provenance", action="store_false", help="no provenance")
+    ev.add_argument("--sign-key", type=Path, metavar="KEY",
+                    help="sign every manifest pushed (cosign's format) and attest the SBOM and provenance with "
+                         "KEY (from 'ocibuild keygen'; its password from $OCIBUILD_SIGNING_PASSWORD or a prompt)")
     _result_options(b, "image")
 
     m = sub.add_parser("model", help="build model files into an OCI image of their own (a mountable volume)",
@@ -364,10 +374,30 @@ def _cmd_build(args: argparse.Namespace) -> int:
     reporter = _Reporter(args.quiet or args.json)
     registries = any(isinstance(loc, Registry) for loc in (plan.base, *plan.bases.values(), *plan.outputs))
     client = _client(args, reporter, explicit) if registries or args.ca_file or args.insecure_registry else None
+    evidence = _evidence(args, plan)  # the key is loaded (and its password asked) before anything is built
     result = publish(build(plan, store=store, on_event=reporter, client=client, update_lock=args.update_lock),
-                     on_event=reporter, client=client)
+                     on_event=reporter, client=client, evidence=evidence)
     _write_results(args, result.digest, result.to_dict())
     return 0
+
+
+def _evidence(args: argparse.Namespace, plan: BuildPlan) -> Evidence:
+    """``--sbom`` / ``--provenance`` / ``--sign-key``: by default an SPDX SBOM and provenance for the
+    outputs that can hold them (registries, OCI layouts and archives)."""
+    from .evidence import Evidence
+    from .transports import OciArchive, OciLayout, Registry
+
+    holds = any(isinstance(o, Registry | OciLayout | OciArchive) for o in plan.outputs)
+    sbom = args.sbom or ("spdx" if holds else "none")
+    provenance = args.provenance if args.provenance is not None else sbom != "none"
+    key = None
+    if args.sign_key is not None:
+        if not any(isinstance(o, Registry) for o in plan.outputs):
+            raise ConfigError("--sign-key: signatures are pushed to registries; add a docker:// output")
+        from .signing_cli import load_key
+
+        key = load_key(args.sign_key)
+    return Evidence(sbom=sbom, provenance=provenance, sign_key=key)
 
 
 def _cmd_resolve(args: argparse.Namespace) -> int:

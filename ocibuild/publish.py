@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import requests
 
     from .build import BuildResult
+    from .evidence import Evidence
     from .registry import RegistryClient
 
 __all__ = ["publish"]
@@ -25,7 +26,7 @@ __all__ = ["publish"]
 @overload
 def publish(what: BuildResult, sinks: Sequence[Sink | Location | str] | None = None, *,
             on_event: EventHandler = ..., client: RegistryClient | None = ...,
-            session: requests.Session | None = ...) -> BuildResult: ...
+            session: requests.Session | None = ..., evidence: Evidence | None = ...) -> BuildResult: ...
 
 
 @overload
@@ -36,13 +37,14 @@ def publish(what: Artifact, sinks: Sequence[Sink | Location | str] | None = None
 
 def publish(what: BuildResult | Artifact, sinks: Sequence[Sink | Location | str] | None = None, *,
             on_event: EventHandler = ignore, client: RegistryClient | None = None,
-            session: requests.Session | None = None) -> BuildResult | tuple[str, ...]:
+            session: requests.Session | None = None, evidence: Evidence | None = None) -> BuildResult | tuple[str, ...]:
     """Write ``what`` (a ``BuildResult``, or any ``Image`` / ``Index``) to every sink.
 
     ``sinks`` are ``Sink`` values or locations (``"oci:out/app:v1"``, ``"docker://host/repo:tag"``);
     None means the build plan's outputs. Registry locations use ``client``, else a client over
     ``session``. All sinks are checked before any is written; each is written atomically. Returns
-    the result with ``outputs`` filled in (for an artifact: the outputs written).
+    the result with ``outputs`` filled in (for an artifact: the outputs written). ``evidence`` (for a
+    ``BuildResult``) attaches SBOMs and provenance, and with a key signatures (``ocibuild.evidence``).
 
     >>> result = publish(build(plan), ["oci:out/app:v1"])  # doctest: +SKIP
     """
@@ -58,6 +60,10 @@ def publish(what: BuildResult | Artifact, sinks: Sequence[Sink | Location | str]
                                                          on_event=on_event) for s in sinks]
     # a build's model images go beside each output, before the app that refers to them
     models = [(m.image, [_model_sink(s, m.name) for s in chosen]) for m in (result.models if result else ())]
+    if result is not None and evidence is not None:
+        from .evidence import with_evidence
+
+        chosen = with_evidence(chosen, result, evidence, on_event)
     for sink in [*chosen, *(s for _, sinks in models for s in sinks)]:
         sink.check()
     written = []

@@ -14,22 +14,24 @@ from __future__ import annotations
 import hashlib
 import tarfile
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import SourceError
+from .errors import ConfigError, SourceError
 from .events import EventHandler, ignore
 from .image import Artifact, Image, Layer, images_of
 from .imagefs import BoundedTarInfo
 from .layers.compress import decode_errors
 from .plan import BuildPlan, PythonSpec
 from .store import CHUNK, ContentStore
+from .transports import Location
 
 if TYPE_CHECKING:
     from .registry import RegistryClient
 
-__all__ = ["LayerDifference", "RebuildReport", "layer_files", "offline_plan", "rebuild"]
+__all__ = ["LayerDifference", "RebuildReport", "layer_files", "offline_plan", "rebuild", "rebuild_location"]
 
 MAX_LISTED = 20  # files named in a report
 
@@ -152,17 +154,23 @@ def _moved_python(plan: BuildPlan, project: Path) -> PythonSpec | None:
 def rebuild(plan: BuildPlan, published: Artifact, *, store: ContentStore | None = None,
             client: RegistryClient | None = None, on_event: EventHandler = ignore) -> RebuildReport:
     """Build ``plan`` again (in ``store``, default a fresh temporary one) and compare with ``published``."""
+    return _rebuild(plan, str(published.digest), images_of(published), store=store, client=client,
+                    on_event=on_event)
+
+
+def _rebuild(plan: BuildPlan, expected: str, published: Sequence[Image], *, store: ContentStore | None = None,
+             client: RegistryClient | None = None, on_event: EventHandler = ignore) -> RebuildReport:
     from .build import build
 
     with tempfile.TemporaryDirectory(prefix="ocibuild-rebuild-") as tmp:
         result = build(plan, store=store or ContentStore(Path(tmp) / "store"), on_event=on_event, client=client)
-        expected, got = str(published.digest), result.digest
+        got = result.digest
         if expected == got:
             return RebuildReport(expected=expected, rebuilt=got)
         by_platform = {str(i.config.platform): i for i in images_of(result.artifact)}
         differences = []
         notes = []
-        for image in images_of(published):
+        for image in published:
             platform = str(image.config.platform)
             mine = by_platform.get(platform)
             if mine is None:
@@ -174,3 +182,38 @@ def rebuild(plan: BuildPlan, published: Artifact, *, store: ContentStore | None 
                 notes.append(f"{platform} config differs")
         return RebuildReport(expected=expected, rebuilt=got, differences=tuple(differences), notes=tuple(notes))
 
+def rebuild_location(location: Location, *, store: ContentStore, client: RegistryClient | None = None,
+                     wheelhouse: Path | None = None, project: Path | None = None,
+                     on_event: EventHandler = ignore) -> RebuildReport:
+    """Read the provenance attached to the image at ``location``, build its plan again (the project at
+    ``project``, Python dependencies from ``wheelhouse`` only when given) and compare."""
+    import json
+
+    from .attest import IN_TOTO_JSON
+    from .referrers.read import find_attached, resolve_subjects
+    from .sources import base_platforms, resolve_base
+    from .spec import Platform
+    from .transports import OciArchive, OciLayout, Registry
+
+    _, found = find_attached(location, None, (IN_TOTO_JSON,), store=store, client=client, index_first=True)
+    if not found:
+        raise ConfigError(f"no provenance is attached to {location}; build it with --provenance to rebuild it")
+    try:
+        statement = json.loads(found[-1].payload)
+        params = statement["predicate"]["buildDefinition"]["externalParameters"]
+        plan = BuildPlan.from_dict(params)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"the provenance attached to {location} holds no build plan ({exc}); "
+                          "it was not written by ocibuild") from None
+    project_dir = project.absolute() if project is not None else None
+    if project_dir is None and not plan.project_dir.is_dir():
+        raise ConfigError(f"the project folder {plan.project_dir} the provenance names is not here; give its "
+                          "source with --project DIR")
+    if not isinstance(location, Registry | OciLayout | OciArchive):
+        raise ConfigError(f"verify --rebuild reads docker:// and oci:/oci-archive: locations, not {location}")
+    chain = resolve_subjects(location, None, store=store, client=client)
+    platforms: list[Platform | None] = list(base_platforms(location, store, client=client)) if len(chain) > 1 \
+        else [None]
+    images = [resolve_base(location, store, p, client=client) for p in platforms]
+    return _rebuild(offline_plan(plan, wheelhouse, project_dir), str(chain[0].digest), images, client=client,
+                    on_event=on_event)

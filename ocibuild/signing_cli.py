@@ -21,9 +21,10 @@ from .transports import Registry, parse_location
 
 if TYPE_CHECKING:
     from .registry import RegistryClient
+    from .signing import SigningKey
     from .spec import Reference
 
-__all__ = ["add_parsers", "cmd_keygen", "cmd_sign", "cmd_verify", "verify_rebuild"]
+__all__ = ["add_parsers", "cmd_keygen", "cmd_sign", "cmd_verify", "load_key", "verify_rebuild"]
 
 PASSWORD_ENV = "OCIBUILD_SIGNING_PASSWORD"  # the same as ocibuild.signing.PASSWORD_ENV, without importing it
 
@@ -158,7 +159,7 @@ def _optional_claims(pairs: list[str]) -> dict[str, str] | None:
 
 def cmd_sign(args: argparse.Namespace) -> int:
     """``ocibuild sign LOCATION --key KEY``: sign every manifest LOCATION names; attach attestations."""
-    from .signing import attest, load_signing_key, private_key_is_encrypted, read_statement, sign_image, subjects_of
+    from .signing import attest, read_statement, sign_image, subjects_of
 
     ref = _registry_ref(args.location, "sign")
     claims = _optional_claims(args.annotation)
@@ -169,10 +170,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(f"--attestation {path}: {exc.strerror}") from None
         statements.append((path, raw, read_statement(raw, f"--attestation {path}")))
-    password: bytes | None = None
-    if private_key_is_encrypted(args.key):
-        password = _env_password() or _ask(f"Password for {args.key}: ")
-    key = load_signing_key(args.key, password)
+    key = load_key(args.key)
     client = _client(args)
     subjects = subjects_of(client, ref)
     wanted = {str(s.digest) for s in subjects}
@@ -191,9 +189,29 @@ def cmd_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_key(path: Path) -> SigningKey:
+    """The private key at ``path``; its password from ``$OCIBUILD_SIGNING_PASSWORD`` or a prompt."""
+    from .signing import load_signing_key, private_key_is_encrypted
+
+    password: bytes | None = None
+    if private_key_is_encrypted(path):
+        password = _env_password() or _ask(f"Password for {path}: ")
+    return load_signing_key(path, password)
+
+
 def verify_rebuild(args: argparse.Namespace) -> int:
-    """``ocibuild verify LOCATION --rebuild``: not part of key verification; the rebuild work fills it in."""
-    raise NotImplementedError("verify --rebuild")
+    """``ocibuild verify LOCATION --rebuild [--offline-from DIR] [--project DIR]``: build again from the
+    recorded provenance in a fresh store; ``reproduced sha256:...`` or the first layer that differs."""
+    from .rebuild import rebuild_location
+    from .store import ContentStore
+
+    location = parse_location(args.location)
+    store = ContentStore(args.cache_dir) if args.cache_dir else ContentStore.default()
+    client = _client(args) if isinstance(location, Registry) else None
+    report = rebuild_location(location, store=store, client=client, wheelhouse=args.offline_from,
+                              project=args.project)
+    print(report.summary())
+    return 0 if report.reproduced else 1
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import requests
 
     from ..events import EventHandler
+    from ..referrers import LayoutAdditions
     from ..registry import RegistryClient
 
 __all__ = ["DockerArchiveSink", "LayoutSink", "MultiSink", "OciArchiveSink", "RegistrySink", "Sink", "sink_for"]
@@ -68,11 +69,13 @@ class LayoutSink:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class OciArchiveSink:
     """``oci-archive:FILE[:TAG]``: a tarred OCI layout; entries stamped ``mtime``. A symlink is
-    followed (its target is replaced, the link kept)."""
+    followed (its target is replaced, the link kept). ``additions`` (untagged artifact manifests and
+    their blobs: SBOMs, provenance) are written with the image."""
 
     path: Path
     tag: str | None = None
     mtime: int = 0
+    additions: LayoutAdditions | None = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
         return str(OciArchive(path=self.path, tag=self.tag))
@@ -83,7 +86,10 @@ class OciArchiveSink:
     def write(self, artifact: Artifact) -> Descriptor:
         from .archive import write_oci_archive
 
-        return write_oci_archive(self.path, self.tag, artifact, self.mtime)
+        if self.additions is None:
+            return write_oci_archive(self.path, self.tag, artifact, self.mtime)
+        return write_oci_archive(self.path, self.tag, artifact, self.mtime, extra_entries=self.additions.entries,
+                                 extra_blobs=self.additions.blobs)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
