@@ -35,6 +35,7 @@ ARGS: dict[str, tuple[list[str], list[str]]] = {
     "debian_base": ([], ["--variants", "minbase"]),
     "e2e": ([], ["--big-mb", "256"]),
     "cold_start": ([], ["--starts", "2", "--builds", "1"]),
+    "model_pull": ([], ["--shard-mb", "256", "--reps", "1", "--big-mb", "1024"]),
 }
 
 
