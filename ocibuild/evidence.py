@@ -21,11 +21,13 @@ if TYPE_CHECKING:
     from .attest import Document
     from .build import BuildResult
     from .referrers import Attachment
-    from .signing import SigningKey
+    from .registry import RegistryClient
+    from .signing import PublicKey, SigningKey
     from .sinks import Sink
-    from .spec import Descriptor
+    from .spec import Descriptor, Reference
+    from .store import ContentStore
 
-__all__ = ["SBOM_FORMATS", "Evidence", "evidence_documents", "with_evidence"]
+__all__ = ["SBOM_FORMATS", "Evidence", "evidence_documents", "verify_documents", "with_evidence"]
 
 SBOM_FORMATS = ("spdx", "cyclonedx", "none")
 SPDX_PREDICATE = "https://spdx.dev/Document"
@@ -69,14 +71,21 @@ def _by_subject(docs: Sequence[Document], created: int | None) -> list[tuple[Des
     return list(grouped.values())
 
 
+def _predicate_type(doc: Document) -> str:
+    from .attest import IN_TOTO_JSON, PREDICATE_TYPE
+
+    if doc.artifact_type == IN_TOTO_JSON:
+        return PREDICATE_TYPE
+    return SPDX_PREDICATE if "spdx" in doc.artifact_type else CYCLONEDX_PREDICATE
+
+
 def _statement(doc: Document) -> bytes:
     """An SBOM as an in-toto statement about its image (how cosign attests one); provenance is one already."""
     from .attest import IN_TOTO_JSON
 
     if doc.artifact_type == IN_TOTO_JSON:
         return doc.payload
-    predicate_type = SPDX_PREDICATE if "spdx" in doc.artifact_type else CYCLONEDX_PREDICATE
-    statement = {"_type": "https://in-toto.io/Statement/v1", "predicateType": predicate_type,
+    statement = {"_type": "https://in-toto.io/Statement/v1", "predicateType": _predicate_type(doc),
                  "predicate": json.loads(doc.payload),
                  "subject": [{"name": str(doc.subject.digest),
                               "digest": {"sha256": str(doc.subject.digest).split(":", 1)[1]}}]}
@@ -113,15 +122,20 @@ class _EvidenceSink:
             for subject, atts in self.attached:
                 attach(self.inner.client, self.inner.reference, subject, atts)
             if self.sign_key is not None:
-                from .signing import attest, sign_image
+                from .referrers import Attachment
+                from .signing import DSSE_MEDIA_TYPE, attest, dsse_envelope, sign_image
 
                 digests = [i.digest for i in images_of(artifact)]
                 if len(digests) > 1 or digests[0] != artifact.digest:
                     digests.append(artifact.digest)
                 sign_image(self.inner.client, self.inner.reference, digests, self.sign_key)
                 for doc in self.docs:
-                    attest(self.inner.client, self.inner.reference, doc.subject.digest, _statement(doc),
-                           self.sign_key)
+                    statement = _statement(doc)
+                    attest(self.inner.client, self.inner.reference, doc.subject.digest, statement, self.sign_key)
+                    # the signed envelope is a referrer too, beside the document (cosign's OCI 1.1 layout)
+                    attach(self.inner.client, self.inner.reference, doc.subject,
+                           [Attachment.of(DSSE_MEDIA_TYPE, dsse_envelope(statement, self.sign_key),
+                                          annotations={"in-toto.io/predicate-type": _predicate_type(doc)})])
                 self.on_event(Note(text=f"signed  {len(digests)} manifest{'s' if len(digests) > 1 else ''} and "
                                         f"{len(self.docs)} attestation{'s' if len(self.docs) != 1 else ''} "
                                         f"in {self.inner.reference.name}"))
@@ -157,3 +171,38 @@ def with_evidence(sinks: Sequence[Sink], result: BuildResult, evidence: Evidence
         else:  # a docker archive cannot hold referrers; a sink of the caller's own is left as it is
             out.append(sink)
     return out
+
+
+def verify_documents(client: RegistryClient, ref: Reference, public_key: PublicKey,
+                     store: ContentStore) -> list[tuple[bool, str]]:
+    """Where ``public_key`` attested a manifest (DSSE envelopes attached beside its documents), each SBOM
+    and provenance document attached to it must be attested with exactly its bytes: a document changed
+    or swapped after signing fails. Returns (held, message) per document."""
+    from .attest import CYCLONEDX_JSON, IN_TOTO_JSON, SPDX_JSON, Document
+    from .referrers import list_attached
+    from .signing import DSSE_MEDIA_TYPE, envelope_statement, subjects_of
+    from .spec import Descriptor, MediaType
+    from .transports import Registry
+
+    location = Registry(reference=ref)
+    results: list[tuple[bool, str]] = []
+    for subject in subjects_of(client, ref):
+        found = list_attached(location, subject.digest, store=store, client=client,
+                              artifact_types=(SPDX_JSON, CYCLONEDX_JSON, IN_TOTO_JSON, DSSE_MEDIA_TYPE))
+        attested = {statement for a in found if a.descriptor.artifact_type == DSSE_MEDIA_TYPE
+                    if (statement := envelope_statement(a.payload, public_key)[0]) is not None}
+        for a in found:
+            kind = a.descriptor.artifact_type
+            if kind == DSSE_MEDIA_TYPE:
+                continue
+            doc = Document(artifact_type=str(kind), media_type=str(kind), payload=a.payload,
+                           subject=Descriptor(media_type=MediaType.OCI_MANIFEST, digest=subject.digest, size=0))
+            what = f"{kind} document {a.descriptor.digest} of the {subject.label} {subject.digest}"
+            if _statement(doc) in attested:
+                results.append((True, f"{what}: attested by {public_key.source}"))
+            elif not attested:  # signed without attestations (ocibuild sign): nothing claims this document
+                results.append((True, f"{what}: not attested (build with --sign-key to attest it)"))
+            else:
+                results.append((False, f"{what} is not attested by {public_key.source}: it was changed or added "
+                                       "after signing"))
+    return results

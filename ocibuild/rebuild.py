@@ -205,6 +205,8 @@ def rebuild_location(location: Location, *, store: ContentStore, client: Registr
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"the provenance attached to {location} holds no build plan ({exc}); "
                           "it was not written by ocibuild") from None
+    if wheelhouse is not None:
+        _check_wheelhouse(statement, wheelhouse)
     project_dir = project.absolute() if project is not None else None
     if project_dir is None and not plan.project_dir.is_dir():
         raise ConfigError(f"the project folder {plan.project_dir} the provenance names is not here; give its "
@@ -217,3 +219,31 @@ def rebuild_location(location: Location, *, store: ContentStore, client: Registr
     images = [resolve_base(location, store, p, client=client) for p in platforms]
     return _rebuild(offline_plan(plan, wheelhouse, project_dir), str(chain[0].digest), images, client=client,
                     on_event=on_event)
+
+
+def _check_wheelhouse(statement: dict[str, object], wheelhouse: Path) -> None:
+    """Every wheel (and sdist) the provenance records is in ``wheelhouse`` with its recorded sha256."""
+    import hashlib
+
+    predicate = statement.get("predicate")
+    definition = predicate.get("buildDefinition") if isinstance(predicate, dict) else None
+    deps = definition.get("resolvedDependencies") if isinstance(definition, dict) else None
+    if not wheelhouse.is_dir():
+        raise ConfigError(f"--offline-from {wheelhouse}: no such folder")
+    have: dict[str, str] = {}
+    for path in sorted(wheelhouse.iterdir()):
+        if path.is_file() and path.name.endswith((".whl", ".tar.gz", ".zip")):
+            h = hashlib.sha256()
+            with path.open("rb") as f:
+                while chunk := f.read(CHUNK):
+                    h.update(chunk)
+            have[h.hexdigest()] = path.name
+    for dep in deps if isinstance(deps, list) else []:
+        notes = dep.get("annotations", {}) if isinstance(dep, dict) else {}
+        if not isinstance(notes, dict) or notes.get("kind") not in ("wheel", "sdist"):
+            continue
+        sha = str(dep.get("digest", {}).get("sha256", ""))
+        if sha and sha not in have and notes.get("built_from") is None:
+            raise ConfigError(f"input {dep.get('name')} (sha256 {sha}) is not in {wheelhouse} (it holds "
+                              f"{len(have)} wheels and sdists, none with that sha256); add it, or rebuild "
+                              "without --offline-from to fetch it from its index")

@@ -543,6 +543,15 @@ def sign_image(client: RegistryClient, ref: Reference, digests: Sequence[Digest]
     return done
 
 
+def dsse_envelope(statement: bytes, key: SigningKey) -> bytes:
+    """The in-toto ``statement`` in a DSSE envelope signed by ``key`` over its PAE (canonical JSON; the
+    signature is deterministic, RFC 6979, so the same statement and key give the same bytes)."""
+    pae = dsse_pae(IN_TOTO_PAYLOAD_TYPE, statement)
+    return canonical_json({"payload": base64.b64encode(statement).decode("ascii"),
+                           "payloadType": IN_TOTO_PAYLOAD_TYPE,
+                           "signatures": [{"keyid": "", "sig": base64.b64encode(key.sign(pae)).decode("ascii")}]})
+
+
 def attest(client: RegistryClient, ref: Reference, subject_digest: Digest, statement: bytes,
            key: SigningKey) -> SignedManifest:
     """Attach the in-toto ``statement`` (bytes, signed exactly as given) to the manifest
@@ -560,10 +569,7 @@ def attest(client: RegistryClient, ref: Reference, subject_digest: Digest, state
         raise ConfigError(f"attestation: the statement's subjects ({', '.join(_subject_digests(doc)) or 'none'}) "
                           f"do not include {subject_digest}, the manifest it was to be attached to")
     predicate_type: str = doc["predicateType"]
-    pae = dsse_pae(IN_TOTO_PAYLOAD_TYPE, statement)
-    envelope = canonical_json({"payload": base64.b64encode(statement).decode("ascii"),
-                               "payloadType": IN_TOTO_PAYLOAD_TYPE,
-                               "signatures": [{"keyid": "", "sig": base64.b64encode(key.sign(pae)).decode("ascii")}]})
+    envelope = dsse_envelope(statement, key)
     repo = _repository(ref)
     layer = _push_bytes(client, repo, envelope, DSSE_MEDIA_TYPE,
                         {PREDICATE_TYPE_ANNOTATION: predicate_type, SIGNATURE_ANNOTATION: ""})
@@ -574,14 +580,14 @@ def attest(client: RegistryClient, ref: Reference, subject_digest: Digest, state
         if str(desc.media_type) != DSSE_MEDIA_TYPE or desc.annotations.get(PREDICATE_TYPE_ANNOTATION) != predicate_type:
             return False
         old = _fetch_payload(client, repo, desc)
-        return old is not None and _envelope_statement(old, public)[0] is not None
+        return old is not None and envelope_statement(old, public)[0] is not None
 
     tag = attestation_tag(subject_digest)
     return SignedManifest(digest=subject_digest, tag=tag,
                           attachments=_update_attachments(client, repo, tag, layer, ours))
 
 
-def _envelope_statement(raw: bytes, key: PublicKey) -> tuple[bytes | None, str]:
+def envelope_statement(raw: bytes, key: PublicKey) -> tuple[bytes | None, str]:
     """The statement bytes of a DSSE envelope if one of its signatures is ``key``'s, else None and why."""
     try:
         env = _strict_json(raw, "the envelope")
@@ -739,7 +745,7 @@ def _check_attestations(client: RegistryClient, ref: Reference, subject: Subject
             checks.append(Check(kind="attestation", subject=subject, ok=False,
                                 message=f"{what}: its envelope {desc.digest} cannot be read from {repo}"))
             continue
-        statement, why = _envelope_statement(raw, key)
+        statement, why = envelope_statement(raw, key)
         if statement is None:
             checks.append(Check(kind="attestation", subject=subject, ok=False,
                                 message=f"{what} does not verify with {key.source}: {why}"))

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError
+from .errors import ConfigError, VerificationFailed
 from .transports import Registry, parse_location
 
 if TYPE_CHECKING:
@@ -230,11 +230,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
         else:
             for check in report.checks:
                 print(f"{'ok' if check.ok else 'FAILED':<7} {check.message}")
+        from .evidence import verify_documents
+        from .store import ContentStore
+
+        documents = verify_documents(_client(args), ref, public, ContentStore.default())
+        if not args.json:
+            for held, message in documents:
+                print(f"{'ok' if held else 'FAILED':<7} {message}")
         report.raise_for_failures()
+        failed = [m for held, m in documents if not held]
+        if failed:
+            raise VerificationFailed(failed[0] + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""))
         signatures = sum(1 for c in report.checks if c.kind == "signature")
-        print(f"verified {signatures} signature{'s' if signatures != 1 else ''} and "
+        print(f"verified {signatures} signature{'s' if signatures != 1 else ''}, "
               f"{len(report.checks) - signatures} attestation{'s' if len(report.checks) - signatures != 1 else ''} "
-              f"of {ref} with {args.key}", file=sys.stderr)
+              f"and {len(documents)} attached document{'s' if len(documents) != 1 else ''} of {ref} with {args.key}",
+              file=sys.stderr)
     if rebuild:
         return verify_rebuild(args)
     return 0

@@ -173,7 +173,8 @@ def slsa_provenance(result: BuildResult, platform_images: Sequence[Image] | None
                     plan_dict: Mapping[str, Any] | None = None) -> bytes:
     """The SLSA provenance v1 in-toto Statement of ``result`` (see the module docstring), as canonical
     JSON bytes. ``platform_images`` are the images it covers (default: every platform's) and
-    ``plan_dict`` the plan to record (default ``result.plan.to_dict()``).
+    ``plan_dict`` the plan to record (default ``result.plan.to_dict()`` with the project folder made
+    absolute: a relative one would mean another folder wherever the provenance is read).
 
     >>> slsa_provenance(result, plan_dict=plan.to_dict())  # doctest: +SKIP
     b'{"_type":"https://in-toto.io/Statement/v1",...'
@@ -205,10 +206,16 @@ def slsa_provenance(result: BuildResult, platform_images: Sequence[Image] | None
         "predicate": {
             "buildDefinition": {
                 "buildType": BUILD_TYPE,
-                "externalParameters": dict(plan_dict) if plan_dict is not None else result.plan.to_dict(),
+                "externalParameters": dict(plan_dict) if plan_dict is not None else _recorded_plan(result),
                 "resolvedDependencies": deps.sorted(),
             },
             "runDetails": run,
         },
     }
     return canonical_json(statement)
+
+
+def _recorded_plan(result: BuildResult) -> dict[str, Any]:
+    from dataclasses import replace
+
+    return replace(result.plan, project_dir=result.plan.project_dir.absolute()).to_dict()
