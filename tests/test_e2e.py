@@ -14,11 +14,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from harness.cli import ocibuild as run_cli
+from harness.files import dist_infos, image_paths
 from harness.registry import Registry
 from harness.runtime import podman as run_podman
 
 REPO = Path(__file__).resolve().parents[1]
 IRIS = REPO / "examples" / "iris-server"
+EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 pytestmark = pytest.mark.slow
 
 
@@ -90,3 +93,39 @@ def test_code_edit_reuploads_only_code_never_the_weights(tmp_path: Path, iris: P
     uploads = reg.count("PUT", r"/blobs/uploads/.*[?&]digest=", since=mark)
     assert uploads == 2  # the code layer and the config; the weights and everything else: HEAD says exists
     assert len(re.findall(r"^push\s+\w+\s+uploaded", second, re.MULTILINE)) == 2
+
+
+def test_iris_sbom_lists_what_is_installed_and_the_image_rebuilds_offline(tmp_path: Path, iris: Path) -> None:
+    """The SBOM names exactly the distributions whose dist-info are in the image and every Debian package
+    of the base; `verify --rebuild` reproduces the image in a fresh store from another working folder,
+    the wheels only from a wheelhouse."""
+    from urllib.parse import unquote
+
+    from packaging.utils import canonicalize_name
+
+    layout, cache = tmp_path / "out", tmp_path / "c"
+    run_cli("build", iris, "--platform", "linux/amd64", "--output", f"oci:{layout}:v1", cache=cache, env=EPOCH)
+    sbom = json.loads(run_cli("sbom", f"oci:{layout}:v1", cache=cache).stdout)
+    purls = [ref["referenceLocator"] for p in sbom["packages"] for ref in p.get("externalRefs", [])
+             if ref.get("referenceType") == "purl"]
+    pypi = {(canonicalize_name(p.split("/", 1)[1].split("@")[0]), p.split("@")[1].split("?")[0])
+            for p in purls if p.startswith("pkg:pypi/")}
+    paths = image_paths(layout, "v1")["amd64"]
+    installed = {(canonicalize_name(d.removesuffix(".dist-info").rsplit("-", 1)[0]),
+                  d.removesuffix(".dist-info").rsplit("-", 1)[1]) for d in dist_infos(paths)}
+    assert pypi == installed and {n for n, _ in pypi} >= {"numpy", "scikit-learn", "scipy"}
+    debs = {unquote(p.split("/")[2].split("@")[0]) for p in purls if p.startswith("pkg:deb/debian/")}
+    status = {p.rsplit("/", 1)[1] for p in paths if p.startswith("var/lib/dpkg/status.d/") and p.count("/") == 4
+              and not p.endswith(".md5sums")}  # NAME is the record; NAME.md5sums its file list
+    assert debs == status and "python3.13-minimal" in debs, (debs ^ status)
+    assert all("arch=" in p for p in purls if p.startswith("pkg:deb/"))
+
+    wheels, elsewhere = tmp_path / "wheels", tmp_path / "elsewhere"
+    run_cli("fetch", iris, "--dest", wheels, "--platform", "linux/amd64", cache=cache)
+    elsewhere.mkdir()
+    shutil.copytree(iris, elsewhere / "src")
+    proc = run_cli("verify", f"oci:{layout}:v1", "--rebuild", "--project", "src", "--offline-from", wheels,
+                   cache=elsewhere / "fresh", cwd=elsewhere, env={**EPOCH, "UV_INDEX_URL": "http://127.0.0.1:9/simple",
+                                                                "PIP_INDEX_URL": "http://127.0.0.1:9/simple"})
+    digest = json.loads((layout / "index.json").read_text())["manifests"][0]["digest"]
+    assert proc.stdout.strip() == f"reproduced {digest}", proc.stdout + proc.stderr
