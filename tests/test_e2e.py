@@ -91,8 +91,10 @@ def test_code_edit_reuploads_only_code_never_the_weights(tmp_path: Path, iris: P
     assert re.search(r"^layer\s+model:weights.safetensors\s+cached", second, re.MULTILINE)
     assert re.search(r"^layer\s+code\s+built", second, re.MULTILINE)
     uploads = reg.count("PUT", r"/blobs/uploads/.*[?&]digest=", since=mark)
-    assert uploads == 2  # the code layer and the config; the weights and everything else: HEAD says exists
-    assert len(re.findall(r"^push\s+\w+\s+uploaded", second, re.MULTILINE)) == 2
+    # the code layer and the config, and the new SBOM and provenance (they name the new code layer);
+    # the weights and everything else: HEAD says exists
+    assert uploads == 4
+    assert len(re.findall(r"^push\s+\w+\s+uploaded", second, re.MULTILINE)) == 4
 
 
 def test_iris_sbom_lists_what_is_installed_and_the_image_rebuilds_offline(tmp_path: Path, iris: Path) -> None:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness.layout import image_config, layout_index_of
+from harness.layout import image_config, images_of_index, layout_index_of
 from harness.proc import skopeo_inspect, skopeo_inspect_raw
 from harness.runtime import podman as run_podman
 from harness.runtime import run_image, umoci_unpack
@@ -126,7 +126,7 @@ def test_output_layout_keeps_other_tags(tmp_path: Path, busybox_layout: Path) ->
     ocibuild("build", HELLO, "--base", f"oci:{busybox_layout}:busybox", "--env", "X=2",
              "--output", f"oci:{out}:two", cache=tmp_path / "c")
     tags = sorted(m["annotations"]["org.opencontainers.image.ref.name"]
-                  for m in json.loads((out / "index.json").read_text())["manifests"])
+                  for m in images_of_index(json.loads((out / "index.json").read_text())))
     assert tags == ["one", "two"]
     validate_layout(out)
     for tag in tags:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from harness.layout import images_of_index
 from harness.proc import run as run_tool
 from harness.proc import skopeo_inspect
 from harness.validate import validate_layout, validate_output
@@ -57,9 +58,9 @@ def _assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: s
 
 def _tags(layout: Path) -> dict[str, str]:
     index = json.loads((layout / "index.json").read_text())
-    tags = [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]]
+    tags = [m["annotations"]["org.opencontainers.image.ref.name"] for m in images_of_index(index)]
     assert len(tags) == len(set(tags)), f"a tag is listed twice: {tags}"
-    return {m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"] for m in index["manifests"]}
+    return {m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"] for m in images_of_index(index)}
 
 
 def _concurrent_builds(tmp_path: Path, layout: Path) -> dict[str, str]:

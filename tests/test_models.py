@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from harness.cli import ocibuild
 from harness.hostile import run_measured
-from harness.layout import read_blob, tag_descriptor
+from harness.layout import images_of_index, read_blob, tag_descriptor
 from harness.proc import run, skopeo
 from harness.registry import Registry
 
@@ -226,7 +226,7 @@ def test_code_edit_and_weight_change_move_only_their_own_image(tmp_path: Path, p
     assert second["digest"] != first["digest"]
     assert second["models"][0]["digest"] == model_digest
     assert _blob_uploads(reg, f"{repo}-weights", mark) == 0
-    assert _blob_uploads(reg, repo, mark) == 2  # the code layer and the app's config
+    assert _blob_uploads(reg, repo, mark) == 4  # the code layer, the app's config, its new SBOM and provenance
 
     # one weight file replaced: a new model image whose only new layer is that file's (+ its config);
     # the app's layers and config stay, only its manifest (the annotation naming the model) is new
@@ -242,12 +242,17 @@ def test_code_edit_and_weight_change_move_only_their_own_image(tmp_path: Path, p
     new_layers = {x["digest"] for x in third["models"][0]["layers"]} - {x["digest"] for x in
                                                                        second["models"][0]["layers"]}
     assert len(new_layers) == 1
-    uploads = [r["path"] for r in reg.requests_since(mark) if r["method"] == "PUT" and "/blobs/uploads/" in r["path"]]
+    uploads = [r["path"] for r in reg.requests_since(mark) if r["method"] == "PUT" and "/blobs/uploads/" in r["path"]
+               and r["path"].startswith(f"/v2/{repo}-weights/")]
     assert len(uploads) == 2 and any(d.split(":")[1] in p for p in uploads for d in new_layers), uploads
-    assert _blob_uploads(reg, repo, mark) == 0
-    # the app's one new manifest, pushed by digest and by tag
-    assert {r["path"].rsplit("/", 1)[1] for r in reg.requests_since(mark) if r["method"] == "PUT"
-            and r["path"].startswith(f"/v2/{repo}/manifests/")} == {third["digest"], "v1"}
+    # the app: no layer, no config; only its evidence (SBOM and provenance name the new model)
+    assert _blob_uploads(reg, repo, mark) == 2
+    # the app's one new manifest, pushed by digest and by tag (beside its evidence, by digest, listed in the
+    # referrers fallback tag of the new manifest)
+    puts = {r["path"].rsplit("/", 1)[1] for r in reg.requests_since(mark) if r["method"] == "PUT"
+            and r["path"].startswith(f"/v2/{repo}/manifests/")}
+    assert third["digest"] in puts
+    assert {p for p in puts if not p.startswith("sha256:")} == {"v1", "sha256-" + third["digest"].split(":")[1]}
     assert third["config"]["digest"] == second["config"]["digest"]
     assert [x["digest"] for x in third["layers"]] == [x["digest"] for x in second["layers"]]
 
@@ -295,7 +300,7 @@ def test_embed_models_puts_the_files_in_the_app_image(tmp_path: Path) -> None:
     layout = tmp_path / "out"
     ocibuild("build", project, "--embed-models", "--output", f"oci:{layout}:v1", cache=tmp_path / "cache", env=ENV)
     index = json.loads((layout / "index.json").read_text())
-    assert [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]] == ["v1"]
+    assert [m["annotations"]["org.opencontainers.image.ref.name"] for m in images_of_index(index)] == ["v1"]
     manifest = manifest_of(layout, "v1")
     assert not any(k.startswith("org.ocibuild.model.") for k in manifest.get("annotations", {}))
     found = {}

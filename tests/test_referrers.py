@@ -50,6 +50,7 @@ from ocibuild.transports import OciLayout
 
 REPO = Path(__file__).resolve().parents[1]
 HELLO = REPO / "examples" / "hello"
+NO_EVIDENCE = ("--sbom", "none")  # these tests attach their own documents
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -94,7 +95,7 @@ def one_error_line(proc: subprocess.CompletedProcess[bytes]) -> str:
 
 def push_hello(reg: Registry, repo: str, cache: Path, cwd: Path) -> Descriptor:
     """``examples/hello`` on scratch pushed by ocibuild to ``repo:v1``; its manifest's descriptor."""
-    digest = ocibuild("build", HELLO, "--sbom", "none", "--base", "scratch", "--output", f"docker://{reg.host}/{repo}:v1",
+    digest = ocibuild("build", HELLO, *NO_EVIDENCE, "--base", "scratch", "--output", f"docker://{reg.host}/{repo}:v1",
                       cache=cache, cwd=cwd).stdout.decode().strip()
     raw = requests.get(f"{reg.url}/v2/{repo}/manifests/v1", headers={"Accept": OCI_MANIFEST}, timeout=30).content
     assert sha256(raw) == digest
@@ -367,7 +368,7 @@ def test_nothing_attached_is_a_clear_error(plain_registry: Registry, cache: Path
 
 def test_layout_lists_artifacts_untagged_and_tools_still_read_it(cache: Path, tmp_path: Path) -> None:
     layout = tmp_path / "app"
-    digest = ocibuild("build", HELLO, "--sbom", "none", "--base", "scratch", "--output", f"oci:{layout}:v1", cache=cache,
+    digest = ocibuild("build", HELLO, *NO_EVIDENCE, "--base", "scratch", "--output", f"oci:{layout}:v1", cache=cache,
                       cwd=tmp_path).stdout.decode().strip()
     store = ContentStore(cache)
     (subject,) = resolve_subjects(f"oci:{layout}:v1", store=store)
@@ -404,9 +405,11 @@ def test_layout_lists_artifacts_untagged_and_tools_still_read_it(cache: Path, tm
     assert str(resolve_base(OciLayout(path=layout), store).digest) == digest
 
     # later writes keep the artifacts: another tag, and an untagged image
-    ocibuild("build", HELLO, "--sbom", "none", "--base", "scratch", "--output", f"oci:{layout}:v2", "--env", "X=1", cache=cache,
+    ocibuild("build", HELLO, *NO_EVIDENCE, "--base", "scratch", "--output", f"oci:{layout}:v2", "--env", "X=1",
+             cache=cache,
              cwd=tmp_path)
-    ocibuild("build", HELLO, "--sbom", "none", "--base", "scratch", "--output", f"oci:{layout}", "--env", "X=2", cache=cache,
+    ocibuild("build", HELLO, *NO_EVIDENCE, "--base", "scratch", "--output", f"oci:{layout}", "--env", "X=2",
+             cache=cache,
              cwd=tmp_path)
     listed = [m["digest"] for m in json.loads((layout / "index.json").read_bytes())["manifests"]]
     assert {str(d.digest) for d in descs} <= set(listed)
@@ -417,7 +420,8 @@ def test_attach_to_layout_refuses_what_is_not_there(cache: Path, tmp_path: Path)
     with pytest.raises(OutputError, match="not an OCI layout"):
         attach_to_layout(tmp_path / "nothing", SUBJECT, [Attachment.of(SPDX_JSON, b"{}")])
     layout = tmp_path / "app"
-    ocibuild("build", HELLO, "--sbom", "none", "--base", "scratch", "--output", f"oci:{layout}:v1", cache=cache, cwd=tmp_path)
+    ocibuild("build", HELLO, *NO_EVIDENCE, "--base", "scratch", "--output", f"oci:{layout}:v1",
+             cache=cache, cwd=tmp_path)
     before = sorted(p.name for p in (layout / "blobs" / "sha256").iterdir())
     with pytest.raises(OutputError, match=f"holds no such manifest.*|{SUBJECT.digest}"):
         attach_to_layout(layout, SUBJECT, [Attachment.of(SPDX_JSON, b"{}")])
@@ -426,8 +430,8 @@ def test_attach_to_layout_refuses_what_is_not_there(cache: Path, tmp_path: Path)
 
 def test_multi_platform_layout_per_platform_sboms_and_index_provenance(cache: Path, tmp_path: Path) -> None:
     layout = tmp_path / "multi"
-    top = ocibuild("build", HELLO, "--sbom", "none", "--base", "scratch", "--platform", "linux/amd64,linux/arm64", "--output",
-                   f"oci:{layout}:v1", cache=cache, cwd=tmp_path).stdout.decode().strip()
+    top = ocibuild("build", HELLO, *NO_EVIDENCE, "--base", "scratch", "--platform", "linux/amd64,linux/arm64",
+                   "--output", f"oci:{layout}:v1", cache=cache, cwd=tmp_path).stdout.decode().strip()
     store = ContentStore(cache)
     index, amd64 = resolve_subjects(f"oci:{layout}:v1", Platform.parse("linux/amd64"), store=store)
     index2, arm64 = resolve_subjects(f"oci:{layout}:v1", Platform.parse("linux/arm64"), store=store)
@@ -454,7 +458,8 @@ def test_multi_platform_layout_per_platform_sboms_and_index_provenance(cache: Pa
 
 def test_oci_archive_carries_the_artifacts(cache: Path, tmp_path: Path) -> None:
     layout = tmp_path / "src"
-    ocibuild("build", HELLO, "--sbom", "none", "--base", "scratch", "--output", f"oci:{layout}:v1", cache=cache, cwd=tmp_path)
+    ocibuild("build", HELLO, *NO_EVIDENCE, "--base", "scratch", "--output", f"oci:{layout}:v1",
+             cache=cache, cwd=tmp_path)
     store = ContentStore(cache)
     image = resolve_base(OciLayout(path=layout, tag="v1"), store)
     sbom = spdx("archive")

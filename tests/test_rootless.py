@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 import requests
 from harness.bases import apt_mirror
+from harness.layout import images_of_index
 from harness.net import TLSThreadingServer
 from harness.registry import Registry
 from harness.runtime import host_arch
@@ -254,7 +255,7 @@ def test_unprivileged_build_and_push_equal_the_root_build(shared: Path, site: Pa
     # the layout and the cache are the unprivileged user's, and the layout is a valid image of that digest
     validate_layout(layout)
     index = json.loads((layout / "index.json").read_text())
-    assert [m["digest"] for m in index["manifests"]] == [mine["digest"]]
+    assert [m["digest"] for m in images_of_index(index)] == [mine["digest"]]
     for path in (layout, layout / "index.json", *(layout / "blobs" / "sha256").iterdir()):
         assert path.stat().st_uid == NOBODY, path
     assert all(p.lstat().st_uid == NOBODY for p in user["cache"].rglob("*")), "root-owned files in the user's cache"

@@ -143,3 +143,9 @@ def image_layers(layout: Path, tag: str, *, arch: str | None = None) -> list[tup
         alg, _, hexd = layer["digest"].partition(":")
         out.append((f"{i}: {title}", layout / "blobs" / alg / hexd))
     return out
+
+
+def images_of_index(index: dict[str, Any]) -> list[dict[str, Any]]:
+    """The entries of a layout's ``index.json`` that are images or indexes, not the artifacts (SBOMs,
+    provenance) attached to them, which are listed untagged with an ``artifactType``."""
+    return [m for m in index["manifests"] if "artifactType" not in m]
