@@ -88,7 +88,9 @@ def test_platform_all_from_a_registry_reads_no_layer_and_mounts_them(tmp_path: P
         f'"linux/arm64" = "docker://{reg.host}/bases/bb-arm64:1"\n[[layers]]\nsrc = "x"\ndest = "/x"\n')
     (idx / "x").write_text("x")
     mark = reg.mark()
-    ocibuild_cli("build", idx, "--output", f"docker://{reg.host}/bases/bb:multi", tmp=tmp_path / "a")
+    # no SBOM here: it reads the base's layers to list their packages (what test_evidence checks)
+    ocibuild_cli("build", idx, "--sbom", "none", "--output", f"docker://{reg.host}/bases/bb:multi",
+                 tmp=tmp_path / "a")
     base_layers = layer_digests(reg, "bases/bb-amd64:1") + layer_digests(reg, "bases/bb-arm64:1")
     # the per-platform base table: every base layer is mounted from its own repository, none uploaded
     assert blob_gets(reg, base_layers, mark) == 0
@@ -99,8 +101,9 @@ def test_platform_all_from_a_registry_reads_no_layer_and_mounts_them(tmp_path: P
 
     # --platform all against that index: only the index, the manifests and the configs are read
     mark = reg.mark()
-    out = ocibuild_cli("build", HELLO, "--base", f"docker://{reg.host}/bases/bb:multi", "--platform", "all",
-                       "--output", f"docker://{reg.host}/apps/hello:1", "--json", tmp=tmp_path / "b")
+    out = ocibuild_cli("build", HELLO, "--sbom", "none", "--base", f"docker://{reg.host}/bases/bb:multi",
+                       "--platform", "all", "--output", f"docker://{reg.host}/apps/hello:1", "--json",
+                       tmp=tmp_path / "b")
     result = json.loads(out.stdout)
     assert {p["platform"] for p in result["platforms"]} == {"linux/amd64", "linux/arm64/v8"}
     multi_layers = layer_digests(reg, "bases/bb:multi")

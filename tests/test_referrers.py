@@ -25,6 +25,7 @@ import requests
 from harness.hostile import HostileRegistry, RegistryHandler, endless_json, tiny_image
 from harness.proc import run, skopeo_inspect, skopeo_inspect_raw
 from harness.registry import Registry
+from harness.validate import oci_image_tool_validate
 
 from ocibuild.errors import InvalidValue, OutputError, RegistryError
 from ocibuild.referrers import (
@@ -107,15 +108,6 @@ def fallback_index(reg: Registry, repo: str, subject: Descriptor) -> dict[str, A
     raw = skopeo_inspect_raw(f"docker://{reg.host}/{repo}:{fallback_tag(subject.digest)}", "--tls-verify=false")
     doc: dict[str, Any] = json.loads(raw)
     return doc
-
-
-def oci_image_tool_validate(layout: Path, tag: str) -> None:
-    """``oci-image-tool validate --type image`` of ``tag``. The tool filters ``index.json`` by removing
-    entries from the list it walks, skipping the entry after each one removed (two untagged entries
-    after the tag leave one behind: "not unique"), so the criterion is given once per entry."""
-    entries = len(json.loads((layout / "index.json").read_bytes())["manifests"])
-    refs = [arg for _ in range(entries) for arg in ("--ref", f"name={tag}")]
-    run(["oci-image-tool", "validate", "--type", "image", *refs, layout], what="oci-image-tool validate")
 
 
 def manifest_puts(reg: Registry, repo: str, since: int) -> list[str]:

@@ -338,6 +338,22 @@ def json_document(data: bytes) -> Any:
         return None
 
 
+def _covers(have: tuple[str, ...], want: tuple[str, ...]) -> bool:
+    """Every ``repository:NAME:ACTIONS`` scope in ``want`` is granted by one in ``have`` (the same name,
+    at least those actions): a push,pull token serves a pull."""
+    granted: dict[str, set[str]] = {}
+    for scope in have:
+        kind, _, rest = scope.partition(":")
+        name, _, actions = rest.rpartition(":")
+        granted.setdefault(f"{kind}:{name}", set()).update(actions.split(","))
+    for scope in want:
+        kind, _, rest = scope.partition(":")
+        name, _, actions = rest.rpartition(":")
+        if not set(actions.split(",")) <= granted.get(f"{kind}:{name}", set()):
+            return False
+    return bool(want)
+
+
 class Transport:
     """Authenticated, retried, bounded requests to registries over one session; thread-safe. A
     session that has requests' stock adapters gets a :class:`~ocibuild.transfer.GuardedAdapter` mounted (the
@@ -394,8 +410,12 @@ class Transport:
 
     def _auth_header(self, host: str, scopes: tuple[str, ...]) -> dict[str, str]:
         with self._lock:
+            now = time.monotonic()
             token = self._tokens.get((host, scopes))
-            if token and token[1] > time.monotonic():
+            if token is None or token[1] <= now:  # a token for more actions serves fewer (push,pull for pull)
+                token = next((t for (h, have), t in self._tokens.items()
+                              if h == host and t[1] > now and _covers(have, scopes)), None)
+            if token and token[1] > now:
                 return {"Authorization": f"Bearer {token[0]}"}
             use_basic = host in self._basic
         creds = self._credentials(host) if use_basic else None
