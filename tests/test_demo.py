@@ -27,9 +27,10 @@ def test_readme_first_command(tmp_path: Path) -> None:
     assert 'predict: {"predictions": ["setosa", "virginica"]}' in out
     assert "server state after SIGTERM: stopped" in out
     assert (tmp_path / "out" / "iris" / "index.json").is_file()
-    # after the one-line edit only the code layer (shared by both platforms) and the two configs are uploaded
+    # after the one-line edit only the code layer (shared by both platforms) and the two configs are uploaded,
+    # and the evidence that names them: an SBOM per platform and the provenance
     edit = out.split("== 5.")[1]
     uploaded = re.findall(r"^push\s+(\w+)\s+uploaded", edit, re.MULTILINE)
-    assert len(uploaded) == 3, edit
+    assert len(uploaded) == 6, edit
     assert "model" in edit and re.search(r"^layer\s+model\s+cached", edit, re.MULTILINE)
     assert re.search(r"^layer\s+code\s+built", edit, re.MULTILINE)

@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("transports", "plan", "debianspec", "transfer", "kube"),
     ("registry",),
     ("sources", "sinks", "inspect", "debian", "python", "referrers", "models", "signing"),
-    ("build", "publish", "config", "attest", "rebuild", "resolve"),
+    ("build", "publish", "config", "attest", "rebuild", "resolve", "evidence"),
     ("cli", "signing_cli", "__main__", "__init__"),
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
