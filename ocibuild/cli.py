@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .build import build
+from .cliargs import client_from, creds_from, registry_options, store_and_registry_options, store_from
 from .config import DEFAULT_DEBIAN_PACKAGES, Overrides, load_plan
 from .errors import ConfigError, OcibuildError
 from .events import BaseResolved, BlobTransferred, Event, LayerDone, Note, OutputDone, Progress, Pushed
 from .publish import publish
 from .sinks import sink_for
 from .spec import Platform, Reference
-from .store import ContentStore, atomic_write_bytes, default_cache_dir
+from .store import atomic_write_bytes, default_cache_dir
 from .version import __version__
 
 if TYPE_CHECKING:  # the registry client (and requests) load only when a registry is involved
@@ -95,18 +96,8 @@ class _Reporter:
                   f"  {_size(int(speed))}/s", end="", file=sys.stderr, flush=True)
 
 
-def _registry_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST",
-                   help="allow plain HTTP / unverified TLS for HOST[:PORT] (repeatable)")
-    p.add_argument("--ca-file", action="append", default=[], type=Path, metavar="PEM",
-                   help="extra CA certificate(s) to trust for registries (repeatable)")
-
-
-def _store_and_registry_options(p: argparse.ArgumentParser, creds_help: str) -> None:
-    p.add_argument("--cache-dir", type=Path, help="content store")
-    p.add_argument("--creds", metavar="USER:PASSWORD", help=creds_help)
-    _registry_options(p)
-    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+_registry_options = registry_options
+_store_and_registry_options = store_and_registry_options
 
 
 def _result_options(p: argparse.ArgumentParser, what: str, *, debug: bool = True) -> None:
@@ -302,27 +293,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _store(args: argparse.Namespace) -> ContentStore:
-    return ContentStore(args.cache_dir) if args.cache_dir else ContentStore.default()
+_store = store_from
 
 
 def _creds(args: argparse.Namespace) -> list[CredentialProvider]:
-    """``--creds USER:PASSWORD`` for every registry, if given."""
-    from .registry import Credentials, StaticCredentials
-
-    return [StaticCredentials(Credentials.parse(args.creds, "--creds"))] if args.creds else []
+    return creds_from(args)
 
 
 def _client(args: argparse.Namespace, on_event: _Reporter | None = None,
             explicit: Sequence[CredentialProvider] = ()) -> RegistryClient:
-    from .registry import RegistryClient, TLSConfig, default_credentials
-
-    for ca in args.ca_file:
-        if not ca.is_file():
-            raise ConfigError(f"--ca-file {ca}: no such file")
-    tls = TLSConfig(insecure_registries=tuple(args.insecure_registry), ca_files=tuple(args.ca_file))
-    return RegistryClient(credentials=default_credentials(explicit), tls=tls,
-                          on_event=on_event if on_event is not None else (lambda _: None))
+    """The options' client; only ``explicit`` credentials (commands add ``--creds`` themselves)."""
+    return client_from(args, on_event, explicit)
 
 
 def _load_build_plan(args: argparse.Namespace) -> BuildPlan:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .cliargs import client_from, store_and_registry_options
 from .errors import ConfigError, VerificationFailed
 from .transports import Registry, parse_location
 
@@ -30,12 +31,7 @@ PASSWORD_ENV = "OCIBUILD_SIGNING_PASSWORD"  # the same as ocibuild.signing.PASSW
 
 
 def _registry_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials")
-    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST",
-                   help="allow plain HTTP / unverified TLS for HOST[:PORT] (repeatable)")
-    p.add_argument("--ca-file", action="append", default=[], type=Path, metavar="PEM",
-                   help="extra CA certificate(s) to trust for registries (repeatable)")
-    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    store_and_registry_options(p, cache=False)
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> dict[str, argparse.ArgumentParser]:
@@ -88,14 +84,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> dic
 
 
 def _client(args: argparse.Namespace) -> RegistryClient:
-    from .registry import Credentials, RegistryClient, StaticCredentials, TLSConfig, default_credentials
-
-    for ca in args.ca_file:
-        if not ca.is_file():
-            raise ConfigError(f"--ca-file {ca}: no such file")
-    explicit = [StaticCredentials(Credentials.parse(args.creds, "--creds"))] if args.creds else []
-    tls = TLSConfig(insecure_registries=tuple(args.insecure_registry), ca_files=tuple(args.ca_file))
-    return RegistryClient(credentials=default_credentials(explicit), tls=tls)
+    return client_from(args)
 
 
 def _registry_ref(text: str, command: str) -> Reference:
@@ -242,9 +231,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if failed:
             raise VerificationFailed(failed[0] + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""))
         signatures = sum(1 for c in report.checks if c.kind == "signature")
-        print(f"verified {signatures} signature{'s' if signatures != 1 else ''}, "
-              f"{len(report.checks) - signatures} attestation{'s' if len(report.checks) - signatures != 1 else ''} "
-              f"and {len(documents)} attached document{'s' if len(documents) != 1 else ''} of {ref} with {args.key}",
+        attestations = len(report.checks) - signatures
+        documents_text = f" and {len(documents)} attached document{'s' if len(documents) != 1 else ''}" \
+            if documents else ""
+        print(f"verified {signatures} signature{'s' if signatures != 1 else ''} and {attestations} "
+              f"attestation{'s' if attestations != 1 else ''}{documents_text} of {ref} with {args.key}",
               file=sys.stderr)
     if rebuild:
         return verify_rebuild(args)

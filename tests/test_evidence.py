@@ -82,7 +82,7 @@ def test_sign_key_signs_attests_and_verify_catches_a_swapped_sbom(tmp_path: Path
         skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{reg.host}/{repo}:sha256-{digest.split(':')[1]}"
                f"{suffix}")
     ok = ocibuild("verify", f"docker://{ref}", "--key", f"{key}.pub", cache=cache, env=ENV)
-    assert "verified 1 signature, 2 attestations and 2 attached documents" in ok.stderr, ok.stderr
+    assert "verified 1 signature and 2 attestations and 2 attached documents" in ok.stderr, ok.stderr
 
     # another SBOM put in the place of ours: the fallback tag now lists it instead
     sbom_entry = next(m for m in fallback["manifests"] if m["artifactType"] == SPDX)

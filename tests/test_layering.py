@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("image", "mutate", "imagefs"),
     ("transports", "plan", "debianspec", "transfer", "kube"),
     ("registry",),
-    ("sources", "sinks", "inspect", "debian", "python", "referrers", "models", "signing"),
+    ("sources", "sinks", "inspect", "debian", "python", "referrers", "models", "signing", "cliargs"),
     ("build", "publish", "config", "attest", "rebuild", "resolve", "evidence"),
     ("cli", "signing_cli", "__main__", "__init__"),
 ]

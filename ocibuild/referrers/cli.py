@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..cliargs import client_from, store_and_registry_options, store_from
 from ..errors import ConfigError, ImageNotFound
 from .artifact import CYCLONEDX_JSON, IN_TOTO_JSON, SPDX_JSON
 
 if TYPE_CHECKING:
     from ..registry.client import RegistryClient
     from ..spec import Platform
-    from ..store import ContentStore
     from ..transports import Location
     from .read import Attached
 
@@ -27,13 +26,7 @@ _ONE = {SPDX_JSON: "an SPDX one", CYCLONEDX_JSON: "a CycloneDX one"}
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("location", help="e.g. oci:out/app:v1, oci-archive:app.tar or docker://127.0.0.1:5000/app:1")
     p.add_argument("--platform", help="which image of an index (default: the host's)")
-    p.add_argument("--cache-dir", type=Path, help="content store")
-    p.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials")
-    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST",
-                   help="allow plain HTTP / unverified TLS for HOST[:PORT] (repeatable)")
-    p.add_argument("--ca-file", action="append", default=[], type=Path, metavar="PEM",
-                   help="extra CA certificate(s) to trust for registries (repeatable)")
-    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    store_and_registry_options(p)
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -60,25 +53,10 @@ def _platform(args: argparse.Namespace) -> Platform | None:
         raise ConfigError(f"--platform: {exc}") from None
 
 
-def _store(args: argparse.Namespace) -> ContentStore:
-    from ..store import ContentStore
-
-    return ContentStore(args.cache_dir) if args.cache_dir else ContentStore.default()
-
-
 def _client(args: argparse.Namespace, location: Location) -> RegistryClient | None:
     from ..transports import Registry
 
-    if not isinstance(location, Registry):
-        return None
-    from ..registry import Credentials, RegistryClient, StaticCredentials, TLSConfig, default_credentials
-
-    for ca in args.ca_file:
-        if not ca.is_file():
-            raise ConfigError(f"--ca-file {ca}: no such file")
-    explicit = [StaticCredentials(Credentials.parse(args.creds, "--creds"))] if args.creds else []
-    tls = TLSConfig(insecure_registries=tuple(args.insecure_registry), ca_files=tuple(args.ca_file))
-    return RegistryClient(credentials=default_credentials(explicit), tls=tls)
+    return client_from(args) if isinstance(location, Registry) else None
 
 
 def _find(args: argparse.Namespace, types: tuple[str, ...], *,
@@ -88,7 +66,7 @@ def _find(args: argparse.Namespace, types: tuple[str, ...], *,
     from .read import find_attached
 
     location = parse_location(args.location)
-    chain, found = find_attached(location, _platform(args), types, store=_store(args),
+    chain, found = find_attached(location, _platform(args), types, store=store_from(args),
                                  client=_client(args, location), index_first=index_first)
     return f"{location}@{(chain[0] if index_first else chain[-1]).digest}", found
 
