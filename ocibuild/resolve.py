@@ -24,6 +24,7 @@ from .spec import Reference
 from .store import ContentStore
 
 if TYPE_CHECKING:
+    from .evidence import Evidence
     from .registry import RegistryClient
 
 __all__ = ["Resolution", "ResolvedImage", "repository_prefix", "resolve"]
@@ -91,8 +92,12 @@ def _repo_name(project: Path) -> str:
 
 def resolve(paths: Sequence[Path | str], *, repo: str, store: ContentStore | None = None,
             client: RegistryClient | None = None, on_event: EventHandler = ignore, platform: str | None = None,
-            update_lock: bool = False) -> Resolution:
-    """Build and push every project and model ``paths`` (YAML files or folders) refer to, each once."""
+            update_lock: bool = False, evidence: Evidence | None = None) -> Resolution:
+    """Build and push every project and model ``paths`` (YAML files or folders) refer to, each once;
+    the apps with ``evidence`` (default: an SPDX SBOM and the provenance, as ``ocibuild build`` does)."""
+    from .evidence import Evidence
+
+    evidence = evidence if evidence is not None else Evidence()
     from .build import build
     from .config import Overrides, load_plan
     from .models import WeightsLock, build_model
@@ -116,7 +121,7 @@ def resolve(paths: Sequence[Path | str], *, repo: str, store: ContentStore | Non
         if any(r.kind == "app" for r in wanted):
             on_event(Note(text=f"build   {project} -> {app_ref}"))
             result = publish(build(plan, store=store, on_event=on_event, client=client, update_lock=update_lock),
-                             on_event=on_event, client=client)
+                             on_event=on_event, client=client, evidence=evidence)
             digests[None] = result.digest
             digests.update({m.name: m.digest for m in result.models})
         specs = {m.name: m for m in plan.models}
