@@ -95,6 +95,7 @@ class BuildResult:
     models: tuple[ModelBuild, ...] = ()  # the model images the app refers to (not with embed_models)
     model_references: Mapping[str, str] = field(default_factory=dict)  # name -> the app's annotation value
     outputs: tuple[str, ...] = ()  # filled in by publish()
+    store: ContentStore | None = field(default=None, repr=False, compare=False)  # where its layers are
 
     @property
     def index(self) -> Index | None:
@@ -431,7 +432,7 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
             raise ConfigError("no platform of the base can be built (see the lines above for why)")
     artifact: Artifact = built[0].image if len(built) == 1 else mutate.index_of(
         [b.image for b in built], created=plan.source_date_epoch)
-    return BuildResult(artifact=artifact, image=built[0].image, layers=built[0].reports, plan=plan,
+    return BuildResult(artifact=artifact, image=built[0].image, layers=built[0].reports, plan=plan, store=store,
                        base=built[0].base, python=built[0].python, models=models.builds,
                        model_references=models.references,
                        platforms=tuple(BuildResultPlatform(platform=str(b.image.config.platform),

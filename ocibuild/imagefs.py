@@ -25,20 +25,28 @@ b'ID=debian\\n...'
 
 from __future__ import annotations
 
+import base64
 import posixpath
 import tarfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import IO, TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
 from .errors import SourceError
 from .layers.compress import decode_errors
 
 if TYPE_CHECKING:
-    from .image import Image
+    from .image import Image, Layer
+
+
+class RecordCache(Protocol):
+    """Where walks are noted (a ``ContentStore``): JSON values by key, a cache (misses are fine)."""
+
+    def get_record(self, key: str) -> Any: ...
+    def put_record(self, key: str, value: Any) -> None: ...
 
 __all__ = ["MAX_DATA", "MAX_HEADER", "MAX_SYMLINK_HOPS", "BoundedTarInfo", "Entry", "Kind", "Limits", "MergedView",
-           "Reader", "follow_symlinks", "merged_view", "read_upto"]
+           "Reader", "RecordCache", "follow_symlinks", "merged_view", "read_upto"]
 
 Kind = Literal["file", "dir", "symlink", "hardlink", "other"]
 MAX_DATA = 16 << 20  # default bound on the bytes read for one wanted file
@@ -337,11 +345,86 @@ class _Walk:
         lower.update(upper)
 
     def _read(self, tar: tarfile.TarFile, member: tarfile.TarInfo, entry: Entry) -> bytes | None:
+        if isinstance(tar, _Replay):
+            return tar.data()
         stream = tar.extractfile(member)
         if stream is None:
             return None
         with stream:
-            return self.reader(entry, stream)
+            data = self.reader(entry, stream)
+        if isinstance(tar, _Recorder):
+            tar.keep_data(data)
+        return data
+
+
+class _Recorder:
+    """A tar stream being walked, noting each member's header (and what was read of wanted files), so
+    the next walk of the same layer for the same purpose replays it without reading the layer."""
+
+    MAX_RECORDS = 100_000  # a layer with more members is walked every time (memory stays bounded)
+
+    def __init__(self, tar: tarfile.TarFile) -> None:
+        self.tar = tar
+        self.members = tar.members  # type: ignore[attr-defined]  # the stream's list of seen members
+        self.records: list[list[object]] | None = []
+
+    def next(self) -> tarfile.TarInfo | None:
+        member = self.tar.next()
+        if member is not None and self.records is not None:
+            if len(self.records) >= self.MAX_RECORDS:
+                self.records = None
+            else:
+                self.records.append([member.name, member.type.decode("latin-1"), member.mode, member.size,
+                                     member.uid, member.gid, member.linkname, None])
+        return member
+
+    def extractfile(self, member: tarfile.TarInfo) -> IO[bytes] | None:
+        return self.tar.extractfile(member)
+
+    def keep_data(self, data: bytes | None) -> None:
+        if data is not None and self.records:
+            self.records[-1][7] = base64.b64encode(data).decode("ascii")
+
+
+class _Replay:
+    """The members a :class:`_Recorder` noted, as the tar stream they came from."""
+
+    def __init__(self, records: list[list[object]]) -> None:
+        self._records = iter(records)
+        self.members: list[tarfile.TarInfo] = []
+        self._data: object = None
+
+    def next(self) -> tarfile.TarInfo | None:
+        record = next(self._records, None)
+        if record is None:
+            return None
+        name, kind, mode, size, uid, gid, linkname, data = record
+        info = tarfile.TarInfo(str(name))
+        info.type = str(kind).encode("latin-1")
+        info.mode, info.size, info.uid, info.gid = int(mode), int(size), int(uid), int(gid)  # type: ignore[call-overload]
+        info.linkname = str(linkname)
+        self._data = data
+        return info
+
+    def data(self) -> bytes | None:
+        return base64.b64decode(self._data) if isinstance(self._data, str) else None
+
+
+def _walk_layer(walk: _Walk, layer: Layer, index: int, merged: dict[str, Entry], cache: RecordCache | None,
+                key: str) -> None:
+    """Apply one layer: replayed from ``cache`` when a walk for ``key`` noted it before, else streamed."""
+    record_key = f"imagefs-walk-1:{key}:{layer.diff_id}" if cache is not None and key else ""
+    if record_key and isinstance(records := cache.get_record(record_key), list):  # type: ignore[union-attr]
+        walk.apply(_Replay(records), index, merged)  # type: ignore[arg-type]
+        return
+    with layer.uncompressed() as stream, tarfile.open(fileobj=stream, mode="r|", tarinfo=BoundedTarInfo) as tar:
+        if not record_key:
+            walk.apply(tar, index, merged)
+            return
+        recorder = _Recorder(tar)
+        walk.apply(recorder, index, merged)  # type: ignore[arg-type]
+    if cache is not None and recorder.records is not None:
+        cache.put_record(record_key, recorder.records)
 
 
 def _everything(_entry: Entry) -> bool:
@@ -354,7 +437,7 @@ def _nothing(_path: str) -> bool:
 
 def merged_view(image: Image, *, keep: Callable[[Entry], bool] = _everything,
                 want: Callable[[str], bool] = _nothing, reader: Reader | None = None,
-                limits: Limits | None = None) -> MergedView:
+                limits: Limits | None = None, cache: RecordCache | None = None, cache_key: str = "") -> MergedView:
     """Read every layer of ``image`` once, as a stream, and return its merged filesystem.
 
     ``keep(entry)`` says which entries the view holds (all by default; an entry not kept still
@@ -363,7 +446,9 @@ def merged_view(image: Image, *, keep: Callable[[Entry], bool] = _everything,
     each one's stream and its result becomes ``Entry.data``; a wanted hard link gets the data of
     the file it links to, if that was read. ``limits`` (default :class:`Limits`) bounds what the
     view holds. A layer that is not a readable tar, or that crosses a limit, is a ``SourceError``
-    naming it.
+    naming it. With ``cache`` (e.g. the ``ContentStore``) and ``cache_key`` (naming what ``keep``, ``want`` and
+    ``reader`` do, versioned), each layer's walk is noted once by its diff_id and replayed after that:
+    an image that differs from the last one by one layer reads only that layer.
 
     >>> view = merged_view(image, keep=lambda e: e.kind != "dir")  # doctest: +SKIP
     >>> sorted(view)[:2]  # doctest: +SKIP
@@ -374,18 +459,16 @@ def merged_view(image: Image, *, keep: Callable[[Entry], bool] = _everything,
     errors = decode_errors()
     for index, layer in enumerate(image.layers):
         walk.layer = f"base layer {index + 1} ({layer.digest})"
-        with layer.uncompressed() as stream:
-            try:
-                with tarfile.open(fileobj=stream, mode="r|", tarinfo=BoundedTarInfo) as tar:
-                    walk.apply(tar, index, merged)
-            except tarfile.ReadError as exc:
-                if str(exc) == "empty file":
-                    continue
-                raise SourceError(
-                    f"{walk.layer} is not a readable tar: {exc}; the base image is corrupt, fetch it again"
-                ) from None
-            except errors as exc:
-                raise SourceError(
-                    f"{walk.layer} cannot be read: {exc}; the base image is corrupt, fetch it again"
-                ) from None
+        try:
+            _walk_layer(walk, layer, index, merged, cache, cache_key)
+        except tarfile.ReadError as exc:
+            if str(exc) == "empty file":
+                continue
+            raise SourceError(
+                f"{walk.layer} is not a readable tar: {exc}; the base image is corrupt, fetch it again"
+            ) from None
+        except errors as exc:
+            raise SourceError(
+                f"{walk.layer} cannot be read: {exc}; the base image is corrupt, fetch it again"
+            ) from None
     return MergedView(merged)

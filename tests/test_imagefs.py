@@ -363,3 +363,49 @@ def test_imagefs_imports_only_the_core() -> None:
         for name in names:
             top = name.split(".")[0]
             assert name in allowed or (top != "ocibuild" and top in sys.stdlib_module_names), name
+
+
+# --------------------------------------------------------------------------------------------------
+# a walk noted per layer and replayed (what the SBOM does on every build)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("layers", "expected"), [c[1:] for c in MERGE_CASES], ids=[c[0] for c in MERGE_CASES])
+def test_a_replayed_walk_gives_the_same_view(store: ContentStore, layers: list[list[Member]],
+                                             expected: dict[str, str]) -> None:
+    image = make_image(store, layers)
+    noted = merged_view(image, want=want_all, cache=store, cache_key="test-1")
+    replayed = merged_view(image, want=want_all, cache=store, cache_key="test-1")
+    assert summary(noted) == summary(replayed) == expected
+    assert dict(noted.items()) == dict(replayed.items())  # every field, the layer index and data included
+
+
+def test_a_replayed_layer_is_not_read_and_a_new_one_is(store: ContentStore) -> None:
+    opened: list[Digest] = []
+
+    def counted(layer: Layer) -> Layer:
+        class Counted:
+            digest, diff_id, size, media_type = layer.digest, layer.diff_id, layer.size, layer.media_type
+
+            def descriptor(self) -> Descriptor:
+                return layer.descriptor()
+
+            def compressed(self) -> BinaryIO:
+                return layer.compressed()
+
+            def uncompressed(self) -> BinaryIO:
+                opened.append(layer.digest)
+                return layer.uncompressed()
+
+        return Counted()  # type: ignore[return-value]
+
+    base = [counted(put_layer(store, tar_bytes([d("etc"), f("etc/os-release", "ID=debian")]))),
+            counted(put_layer(store, tar_bytes([f("app/main.py", "v1")])))]
+    first = merged_view(image_of(base), want=want_all, cache=store, cache_key="count-1")
+    assert len(opened) == 2
+    edited = [base[0], counted(put_layer(store, tar_bytes([f("app/main.py", "v2")])))]
+    second = merged_view(image_of(edited), want=want_all, cache=store, cache_key="count-1")
+    assert opened[2:] == [edited[1].digest]  # the unchanged layer came from its note
+    assert summary(first)["/app/main.py"] == "file:v1" and summary(second)["/app/main.py"] == "file:v2"
+    merged_view(image_of(edited), want=want_all, cache=store, cache_key="other-purpose-1")
+    assert len(opened) == 5  # another purpose notes its own walk

@@ -431,7 +431,8 @@ def inventory(result: BuildResult, image: Image | None = None, *, limits: Limits
     base_layers = len(inputs.base.layers) if inputs is not None else len(result.base.layers)
     view = merged_view(image, keep=lambda e: e.path in ("/etc/os-release", "/usr/lib/os-release"),
                        want=lambda p: _wanted(p, embedded), reader=_reader(embedded),
-                       limits=limits or Limits(advice="the image is unusually large or hostile"))
+                       limits=limits or Limits(advice="the image is unusually large or hostile"),
+                       cache=result.store, cache_key=f"sbom-inventory-1:{'embedded' if embedded else 'plain'}")
     distro = _os_release(view, view.resolve)
     wheels = _wheels(inputs)
 
