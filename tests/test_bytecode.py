@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 import pytest
+from harness.cli import ocibuild
 from harness.layout import image_layers
 from harness.runtime import run_image
 
@@ -29,15 +29,6 @@ requirements = "requirements.txt"
 '''
 REQUIREMENTS = "idna==3.10\nsix==1.16.0\n"
 IMPORTS = "import idna, six, json, email.message, http.client; print('imported')"
-
-
-def ocibuild(*args: str | Path, cache: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OCIBUILD_CACHE": str(cache), "SOURCE_DATE_EPOCH": "1700000000"}
-    proc = subprocess.run([sys.executable, "-m", "ocibuild", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"ocibuild {' '.join(map(str, args))} failed:\n{proc.stderr}")
-    return proc
 
 
 def project(dest: Path, platforms: str = '"linux/amd64"', python: str = "") -> Path:

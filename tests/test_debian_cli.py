@@ -4,13 +4,11 @@ base, `[base.debian]`, HTTPS from inside the image, and bad input (real Debian m
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from harness.cli import ocibuild
 from harness.pki import PKI
 from harness.registry import Registry
 from harness.runtime import run_image
@@ -24,16 +22,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def deb_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("deb-cache")
-
-
-def ocibuild(*args: str | Path, cache: Path, check: bool = True, cwd: Path | None = None,
-             ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OCIBUILD_CACHE": str(cache), "SOURCE_DATE_EPOCH": "1700000000"}
-    proc = subprocess.run([sys.executable, "-m", "ocibuild", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=900, cwd=cwd)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"ocibuild {' '.join(map(str, args))} failed:\n{proc.stderr}")
-    return proc
 
 
 def python_project(tmp: Path, build_file: str = "") -> Path:

@@ -4,12 +4,11 @@ skopeo, podman) and run by a real runtime (runc), on bases made by the tests."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from harness.cli import ocibuild
 from harness.layout import image_config, images_of_index, layout_index_of
 from harness.proc import skopeo_inspect, skopeo_inspect_raw
 from harness.runtime import podman as run_podman
@@ -20,15 +19,6 @@ REPO = Path(__file__).resolve().parents[1]
 HELLO = REPO / "examples" / "hello"
 
 pytestmark = pytest.mark.slow
-
-
-def ocibuild(*args: str | Path, cache: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OCIBUILD_CACHE": str(cache), "SOURCE_DATE_EPOCH": "1700000000"}
-    proc = subprocess.run([sys.executable, "-m", "ocibuild", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"ocibuild {' '.join(map(str, args))} failed:\n{proc.stderr}")
-    return proc
 
 
 def test_hello_on_busybox_every_output_validates_and_runs(tmp_path: Path, busybox_layout: Path,

@@ -5,13 +5,12 @@ Debian python3 base index, pushed to a real registry, checked with skopeo and po
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from harness.bases import make_debian_python_layout
+from harness.cli import ocibuild as run_cli
 from harness.layout import layout_index_of
 from harness.proc import skopeo, skopeo_copy
 from harness.registry import Registry
@@ -35,13 +34,7 @@ def py_index(tmp_path_factory: pytest.TempPathFactory, debian_python_layout: Pat
 
 
 def ocibuild(*args: str | Path, cache: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OCIBUILD_CACHE": str(cache), "SOURCE_DATE_EPOCH": "1700000000",
-           "DOCKER_CONFIG": str(cache / "docker")}
-    proc = subprocess.run([sys.executable, "-m", "ocibuild", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"ocibuild {' '.join(map(str, args))} failed:\n{proc.stderr}")
-    return proc
+    return run_cli(*args, cache=cache, check=check, env={"DOCKER_CONFIG": str(cache / "docker")})
 
 
 def test_two_platform_app_pushed_as_index(tmp_path: Path, py_index: Path, plain_registry: Registry,
