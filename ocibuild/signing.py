@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from .errors import ConfigError, ImageNotFound, OcibuildError, RegistryError, VerificationFailed
+from .referrers.artifact import IN_TOTO_JSON
 from .spec import (
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -99,7 +100,7 @@ __all__ = [
 
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
-IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+IN_TOTO_PAYLOAD_TYPE = IN_TOTO_JSON
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 PREDICATE_TYPE_ANNOTATION = "predicateType"
 SIGNATURE_TYPE = "cosign container image signature"

@@ -46,10 +46,10 @@ if TYPE_CHECKING:
     from ..build import BuildInputs, BuildResult
     from ..image import Image, Layer
 
+from ..referrers.artifact import IN_TOTO_JSON  # the one definition of the media type
+
 __all__ = ["BUILDER_ID", "BUILD_TYPE", "IN_TOTO_JSON", "PREDICATE_TYPE", "STATEMENT_TYPE", "slsa_provenance"]
 
-IN_TOTO_JSON = "application/vnd.in-toto+json"
-"""Media type (and OCI ``artifactType``) of an in-toto Statement."""
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 """The in-toto Statement ``_type``."""

@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..referrers.artifact import CYCLONEDX_JSON, SPDX_JSON  # the one definition of the media types
 from ..spec import canonical_json
 from ..spec.annotations import rfc3339
 from ..version import __version__
@@ -44,11 +45,6 @@ from .spdx_ids import SPDX_LIST_VERSION
 
 __all__ = ["CYCLONEDX_JSON", "NAMESPACE", "SPDX_JSON", "content_uuid", "cyclonedx_document", "spdx_document"]
 
-SPDX_JSON = "application/spdx+json"
-"""Media type (and OCI ``artifactType``) of an SPDX JSON document."""
-
-CYCLONEDX_JSON = "application/vnd.cyclonedx+json"
-"""Media type (and OCI ``artifactType``) of a CycloneDX JSON document."""
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://ocibuild.dev/")
 """The UUID namespace of the identifiers ocibuild derives from content."""
