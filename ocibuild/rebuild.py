@@ -243,7 +243,7 @@ def _check_wheelhouse(statement: dict[str, object], wheelhouse: Path) -> None:
         if not isinstance(notes, dict) or notes.get("kind") not in ("wheel", "sdist"):
             continue
         sha = str(dep.get("digest", {}).get("sha256", ""))
-        if sha and sha not in have and notes.get("built_from") is None:
+        if sha and sha not in have:
             raise ConfigError(f"input {dep.get('name')} (sha256 {sha}) is not in {wheelhouse} (it holds "
                               f"{len(have)} wheels and sdists, none with that sha256); add it, or rebuild "
                               "without --offline-from to fetch it from its index")
