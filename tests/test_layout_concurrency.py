@@ -98,6 +98,32 @@ def test_eight_builds_create_one_new_layout(tmp_path: Path) -> None:
     assert sorted(p.name for p in layout.parent.iterdir()) == ["shared"]  # no temp folders beside it
 
 
+def test_a_layout_made_while_it_is_looked_at_is_not_foreign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race CI once hit: another writer, holding the lock, writes ``oci-layout`` and then its
+    blobs while this build checks the folder. What the check lists must be read against an
+    ``oci-layout`` looked for afterwards, never before (else the blobs look like foreign files)."""
+    from ocibuild.errors import OutputError
+    from ocibuild.sinks.layout import LOCK_NAME, OCI_LAYOUT, check_layout
+
+    root = tmp_path / "shared"
+    root.mkdir()
+    (root / LOCK_NAME).touch()  # the other writer has made the folder and holds its lock
+    listing = Path.iterdir
+
+    def iterdir_while_the_other_writer_finishes(self: Path):  # type: ignore[no-untyped-def]
+        if self == root:
+            (root / "oci-layout").write_bytes(OCI_LAYOUT)
+            (root / "blobs" / "sha256").mkdir(parents=True)
+        return listing(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir_while_the_other_writer_finishes)
+    check_layout(root, f"oci:{root}:tag")  # no "non-empty folder but not an OCI layout"
+    monkeypatch.undo()
+    (root / "oci-layout").unlink()  # a folder with blobs and no oci-layout is refused, as before
+    with pytest.raises(OutputError, match="non-empty folder but not an OCI layout"):
+        check_layout(root, f"oci:{root}:tag")
+
+
 def test_eight_builds_add_tags_to_an_existing_layout(tmp_path: Path) -> None:
     layout = tmp_path / "shared"
     first = _build(_project(tmp_path / "first", 99), "--output", f"oci:{layout}:first", cache=tmp_path / "cache")

@@ -35,7 +35,12 @@ def _ours(name: str) -> bool:
 
 
 def _foreign(root: Path) -> bool:
-    return any(not _ours(p.name) for p in root.iterdir())
+    """Whether ``root`` holds something other than an OCI layout (or one being made). The folder is
+    listed before ``oci-layout`` is looked for: a writer making a layout writes ``oci-layout`` before
+    anything else, so whatever the listing saw of it, ``oci-layout`` is there by the time it is looked
+    for (looking first would race with that writer)."""
+    names = [p.name for p in root.iterdir()]
+    return any(not _ours(n) for n in names) and not (root / "oci-layout").is_file()
 
 
 def populate(root: Path, blobs: list[Blob], added: list[Path] | None = None) -> None:
@@ -79,7 +84,7 @@ def check_layout(path: Path, where: str) -> None:
     if root.exists() and not root.is_dir():
         raise OutputError(f"cannot write {where}: {path} exists and is not a folder")
     if root.is_dir():
-        if not (root / "oci-layout").is_file() and _foreign(root):
+        if _foreign(root):
             raise OutputError(f"cannot write {where}: {path} is a non-empty folder but not an OCI layout; "
                               "choose a new or empty folder")
         if not os.access(root, os.W_OK | os.X_OK):
