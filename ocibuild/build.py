@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import mutate
 from .errors import ConfigError, OutputError, ResolutionError
@@ -33,8 +34,44 @@ if TYPE_CHECKING:
     from .python.fetch import FetchedWheel
     from .registry import RegistryClient
 
-__all__ = ["BuildInputs", "BuildResult", "BuildResultPlatform", "LayerReport", "build", "build_file_layers",
-           "plan_sinks"]
+__all__ = ["BuildInputs", "BuildMemo", "BuildResult", "BuildResultPlatform", "LayerReport", "build",
+           "build_file_layers", "plan_sinks"]
+
+T = TypeVar("T")
+
+
+class BuildMemo:
+    """What a long-lived caller (``ocibuild dev``) keeps in memory between builds of one plan: each
+    platform's base ``Image``, its Python dependency layers and Debian lock, the platforms a base
+    offers. Only the file layers are then built again (each still served by the content store when
+    its files did not change). ``clear()`` it when anything else may have changed: the build file,
+    a requirements or lock file, the base (a moved tag is not noticed while it is kept)."""
+
+    def __init__(self) -> None:
+        self._values: dict[Hashable, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
+        """The value kept under ``key``, else ``make()`` (kept unless it raised)."""
+        with self._lock:
+            if key in self._values:
+                return self._values[key]  # type: ignore[no-any-return]
+        value = make()
+        with self._lock:
+            self._values[key] = value
+        return value
+
+    def clear(self) -> None:
+        """Forget everything kept."""
+        with self._lock:
+            self._values.clear()
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def _kept(memo: BuildMemo | None, key: Hashable, make: Callable[[], T]) -> T:
+    return memo.get(key, make) if memo is not None else make()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -309,9 +346,10 @@ def _read_or_empty(path: Path) -> bytes:
 
 def _build_one(plan: BuildPlan, store: ContentStore, platform: Platform | None, client: RegistryClient | None,
                on_event: EventHandler, file_layers: list[_FileLayer], session: requests.Session | None,
-               models: _Models = _Models()) -> _Built:
+               models: _Models = _Models(), memo: BuildMemo | None = None) -> _Built:
     location = plan.base_for(platform)
-    base = resolve_base(location, store, platform, client=client)
+    base = _kept(memo, ("base", str(location), str(platform)),
+                 lambda: resolve_base(location, store, platform, client=client))
     scratch = isinstance(location, Scratch)
     on_event(BaseResolved(base=str(location), digest=None if scratch else base.digest, layers=len(base.layers),
                           platform=str(base.config.platform)))
@@ -322,8 +360,10 @@ def _build_one(plan: BuildPlan, store: ContentStore, platform: Platform | None, 
     python_info: dict[str, Any] | None = None
     wheels: tuple[FetchedWheel, ...] = ()
     if plan.python is not None:
-        addenda, reports, env, python_info, wheels = _python_layers(plan, location, base, store, on_event, session,
-                                                                    created)
+        addenda, reports, env, python_info, wheels = _kept(
+            memo, ("python", str(platform), str(base.digest)),
+            lambda: _python_layers(plan, location, base, store, on_event, session, created))
+        addenda, reports = list(addenda), list(reports)  # kept ones are never changed in place
         settings = replace(settings, env={**env, **settings.env})
     if models.env:
         settings = replace(settings, env={**models.env, **settings.env})
@@ -344,18 +384,18 @@ def _build_one(plan: BuildPlan, store: ContentStore, platform: Platform | None, 
     if isinstance(location, DebianBase):
         from .sources.debian import base_lock
 
-        debian = base_lock(location, store, base)
+        debian = _kept(memo, ("debian", str(platform), str(base.digest)), lambda: base_lock(location, store, base))
     inputs = BuildInputs(base=base, base_location=str(location), scratch=scratch, wheels=wheels, debian=debian,
                          app_layers=tuple(app_layers), model_layers=models.reports)
     return _Built(image=image, base=base, reports=tuple(reports), python=python_info, inputs=inputs)
 
 
 def _targets(plan: BuildPlan, store: ContentStore, client: RegistryClient | None,
-             on_event: EventHandler) -> list[Platform | None]:
+             on_event: EventHandler, memo: BuildMemo | None = None) -> list[Platform | None]:
     if plan.platforms == "all":
         if plan.bases:
             return [Platform.parse(k) for k in plan.bases]
-        offered = base_platforms(plan.base, store, client=client)
+        offered = _kept(memo, ("platforms", str(plan.base)), lambda: base_platforms(plan.base, store, client=client))
         on_event(Note(text=f"platforms {', '.join(map(str, offered))} (all the base offers)"))
         return list(offered)
     if plan.platforms:
@@ -385,7 +425,7 @@ def _registry_client(plan: BuildPlan, client: RegistryClient | None, session: re
 
 def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: EventHandler = ignore,
           client: RegistryClient | None = None, session: requests.Session | None = None,
-          update_lock: bool = False) -> BuildResult:
+          update_lock: bool = False, memo: BuildMemo | None = None) -> BuildResult:
     """Build the image ``plan`` describes: one per platform, joined in an index when there are
     several. Layers go to ``store`` (the content-addressed cache); nothing is written to the plan's
     outputs, but each is checked now, so a build never ends with an unwritable output: give the
@@ -396,6 +436,10 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
     ``publish`` beside each output) that the app refers to; their files must match the plan's
     ``weights_lock`` unless ``update_lock``, which rewrites it.
 
+    ``memo`` (a ``BuildMemo`` kept by the caller across builds of one plan) keeps the bases and the
+    Python dependency layers in memory, so a rebuild after an edit of the project's files only
+    builds the file layers again.
+
     >>> result = build(load_plan("examples/hello").with_outputs("oci:out/hello:v1"))  # doctest: +SKIP
     >>> publish(result)  # doctest: +SKIP
     """
@@ -403,7 +447,7 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
     for sink in plan_sinks(plan, client=client, session=session):
         sink.check()
     client = _registry_client(plan, client, session, on_event)
-    targets = _targets(plan, store, client, on_event)
+    targets = _targets(plan, store, client, on_event, memo)
     if len(targets) > 1 and any(isinstance(o, DockerArchive) for o in plan.outputs):
         raise OutputError(f"a docker archive holds one platform, but {len(targets)} were asked for "
                           f"({', '.join(map(str, targets))}); choose one with --platform, or write oci:/oci-archive:")
@@ -414,11 +458,11 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
                            files=fl.files))
     built: list[_Built] = []
     if len(targets) == 1:
-        built.append(_build_one(plan, store, targets[0], client, on_event, file_layers, session, models))
+        built.append(_build_one(plan, store, targets[0], client, on_event, file_layers, session, models, memo))
     else:
         def one(platform: Platform | None) -> _Built | None:
             try:
-                return _build_one(plan, store, platform, client, on_event, file_layers, session, models)
+                return _build_one(plan, store, platform, client, on_event, file_layers, session, models, memo)
             except ResolutionError as exc:
                 if plan.platforms != "all":
                     raise

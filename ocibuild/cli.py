@@ -25,10 +25,14 @@ from .events import BaseResolved, BlobTransferred, Event, LayerDone, Note, Outpu
 from .publish import publish
 from .sinks import sink_for
 from .spec import Platform, Reference
-from .store import atomic_write_bytes, default_cache_dir
+from .store import ContentStore, atomic_write_bytes, default_cache_dir
 from .version import __version__
 
 if TYPE_CHECKING:  # the registry client (and requests) load only when a registry is involved
+    from collections.abc import Callable
+
+    from .dev import Cycle
+    from .devrun import ContainerRunner
     from .evidence import Evidence
     from .plan import BuildPlan
     from .registry import CredentialProvider, RegistryClient
@@ -52,6 +56,12 @@ class _Reporter:
         self._last = 0.0
         self._started: dict[str, float] = {}
         self._lock = threading.Lock()  # events come from several upload threads: one whole line at a time
+
+    def say(self, text: str) -> None:
+        """Print ``text`` as one line on stdout, even with --quiet (``ocibuild dev``'s cycle lines)."""
+        with self._lock:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
 
     def _line(self, text: str) -> None:
         if self.tty:
@@ -122,33 +132,28 @@ def _write_results(args: argparse.Namespace, digest: str, document: dict[str, ob
     print(json.dumps(document, indent=2) if args.json else digest)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ocibuild", description="Build OCI images from Python projects, no daemon.")
-    p.add_argument("--version", action="version", version=f"ocibuild {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks and HTTP requests (never secrets)")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    b = sub.add_parser("build", help="build an image from a project folder",
-                       description="Build an image from PROJECT (default: the current folder).")
-    b.add_argument("project", nargs="?", default=".", help="project folder (default: .)")
-    b.add_argument("--base", help="base image: scratch, oci:DIR[:TAG], oci-archive:FILE[:TAG], "
+def _project_arguments(p: argparse.ArgumentParser) -> None:
+    """What ``build`` and ``dev`` share: the project, the build file's overrides, the store, credentials."""
+    p.add_argument("project", nargs="?", default=".", help="project folder (default: .)")
+    p.add_argument("--base", help="base image: scratch, oci:DIR[:TAG], oci-archive:FILE[:TAG], "
                                   "docker-archive:FILE, docker://REF or REF")
-    b.add_argument("--output", "-o", action="append", default=[], metavar="LOCATION",
+    p.add_argument("--output", "-o", action="append", default=[], metavar="LOCATION",
                    help="where to write the image (repeatable): oci:DIR[:TAG], oci-archive:FILE[:TAG], "
                         "docker-archive:FILE[:REPO:TAG], docker://REGISTRY/REPO:TAG")
-    b.add_argument("--platform", help="target platform, e.g. linux/amd64 (default: the base's or the host's)")
-    b.add_argument("--entrypoint",
+    p.add_argument("--platform", help="target platform, e.g. linux/amd64 (default: the base's or the host's)")
+    p.add_argument("--entrypoint",
                    help="entrypoint as a JSON array or a plain command, e.g. '[\"python3\",\"app.py\"]'")
-    b.add_argument("--cmd", help="default arguments (JSON array or plain command)")
-    b.add_argument("--workdir", help="working directory in the image")
-    b.add_argument("--user", help="user (name or uid[:gid]) the container runs as")
-    b.add_argument("--env", action="append", default=[], metavar="K=V", help="environment variable (repeatable)")
-    b.add_argument("--label", action="append", default=[], metavar="K=V", help="config label (repeatable)")
-    b.add_argument("--annotation", action="append", default=[], metavar="K=V", help="manifest annotation")
-    b.add_argument("--port", action="append", default=[], help="exposed port, e.g. 8080 or 53/udp")
-    b.add_argument("--layer", action="append", default=[], metavar="SRC:DEST",
+    p.add_argument("--cmd", help="default arguments (JSON array or plain command)")
+    p.add_argument("--workdir", help="working directory in the image")
+    p.add_argument("--user", help="user (name or uid[:gid]) the container runs as")
+    p.add_argument("--env", action="append", default=[], metavar="K=V", help="environment variable (repeatable)")
+    p.add_argument("--label", action="append", default=[], metavar="K=V", help="config label (repeatable)")
+    p.add_argument("--annotation", action="append", default=[], metavar="K=V", help="manifest annotation")
+    p.add_argument("--port", action="append", default=[], help="exposed port, e.g. 8080 or 53/udp")
+    p.add_argument("--layer", action="append", default=[], metavar="SRC:DEST",
                    help="file layer (repeatable); replaces the build file's layers")
-    b.add_argument("--compression", help="gzip (default), zstd or none, optionally :LEVEL")
-    py = b.add_argument_group("python dependencies (or the build file's [python] table)")
+    p.add_argument("--compression", help="gzip (default), zstd or none, optionally :LEVEL")
+    py = p.add_argument_group("python dependencies (or the build file's [python] table)")
     py.add_argument("--requirements", metavar="FILE", help="install this requirements.txt into the image's venv")
     py.add_argument("--python", metavar="PATH", help="the base image's interpreter (default: found in its layers)")
     py.add_argument("--python-version", metavar="X.Y", help="the base image's Python version (default: detected)")
@@ -158,18 +163,28 @@ def _parser() -> argparse.ArgumentParser:
     py.add_argument("--no-index", action="store_true", help="use only --find-links (air-gapped builds)")
     py.add_argument("--package", metavar="NAME",
                     help="the uv workspace member to install, with its dependencies from uv.lock")
-    b.add_argument("--config", type=Path, help="build file (default: PROJECT/ocibuild.toml or pyproject.toml)")
+    p.add_argument("--config", type=Path, help="build file (default: PROJECT/ocibuild.toml or pyproject.toml)")
+    p.add_argument("--cache-dir", type=Path, help=f"content store (default: $OCIBUILD_CACHE or {default_cache_dir()})")
+    p.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials (default: docker/podman logins)")
+    p.add_argument("--base-creds", metavar="USER:PASSWORD", help="credentials for the base's registry only")
+    _registry_options(p)
+    p.add_argument("--embed-models", action="store_true",
+                   help="put the build file's [[models]] into the app image as layers (for runtimes without "
+                        "image volumes) instead of model images of their own")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ocibuild", description="Build OCI images from Python projects, no daemon.")
+    p.add_argument("--version", action="version", version=f"ocibuild {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and HTTP requests (never secrets)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    b = sub.add_parser("build", help="build an image from a project folder",
+                       description="Build an image from PROJECT (default: the current folder).")
+    _project_arguments(b)
     b.add_argument("--plan", type=Path, metavar="FILE",
                    help="build from a JSON build plan (as --print-plan writes it) instead of the build file")
     b.add_argument("--print-plan", action="store_true",
                    help="print the build plan the build file and flags give as JSON on stdout; build nothing")
-    b.add_argument("--cache-dir", type=Path, help=f"content store (default: $OCIBUILD_CACHE or {default_cache_dir()})")
-    b.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials (default: docker/podman logins)")
-    b.add_argument("--base-creds", metavar="USER:PASSWORD", help="credentials for the base's registry only")
-    _registry_options(b)
-    b.add_argument("--embed-models", action="store_true",
-                   help="put the build file's [[models]] into the app image as layers (for runtimes without "
-                        "image volumes) instead of model images of their own")
     b.add_argument("--update-lock", action="store_true",
                    help="rewrite weights.lock from the model files as they are now")
     ev = b.add_argument_group("supply-chain evidence (OCI 1.1 referrers, never inside the image index)")
@@ -182,6 +197,22 @@ def _parser() -> argparse.ArgumentParser:
                     help="sign every manifest pushed (cosign's format) and attest the SBOM and provenance with "
                          "KEY (from 'ocibuild keygen'; its password from $OCIBUILD_SIGNING_PASSWORD or a prompt)")
     _result_options(b, "image")
+
+    d = sub.add_parser("dev", help="build, then rebuild and push on every save (the inner loop)",
+                       description="Build PROJECT once, then watch its build file and every layer source: on each "
+                                   "save, rebuild only the layers whose files changed and write or push only the "
+                                   "new blobs and the manifest, printing one line per cycle (what changed, the new "
+                                   "digest, the seconds from the save to the published manifest). A broken build "
+                                   "prints its error and keeps watching. Ctrl-C stops (exit code 130).",
+                       epilog="ARGS after -- are given to the container started by --run.")
+    _project_arguments(d)
+    d.add_argument("--run", action="store_true",
+                   help="run the image with podman after each build (the old container is stopped first; its "
+                        "exposed ports are published on the host; its output is shown behind 'app | ')")
+    d.add_argument("--stop-timeout", type=int, default=10, metavar="SECONDS",
+                   help="with --run: seconds between the stop signal and SIGKILL (default: 10)")
+    d.add_argument("--quiet", "-q", action="store_true", help="print only the cycle lines")
+    d.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     m = sub.add_parser("model", help="build model files into an OCI image of their own (a mountable volume)",
                        description="Build the model at SRC (a file or folder) into its own OCI image: the files "
@@ -341,8 +372,26 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if not plan.outputs:
         raise ConfigError("no output given: add --output LOCATION (e.g. --output oci:out/app:latest) "
                           "or 'outputs = [...]' in the build file")
+    store = _store(args)
+    reporter = _Reporter(args.quiet or args.json)
+    client = _build_client(args, plan, store, reporter)
+    evidence = _evidence(args, plan)  # the key is loaded (and its password asked) before anything is built
+    result = publish(build(plan, store=store, on_event=reporter, client=client, update_lock=args.update_lock),
+                     on_event=reporter, client=client, evidence=evidence)
+    _write_results(args, result.digest, result.to_dict())
+    return 0
+
+
+def _build_client(args: argparse.Namespace, plan: BuildPlan, store: ContentStore,
+                  reporter: Callable[[Event], None]) -> RegistryClient | None:
+    """The registry client a build of ``plan`` needs (None without registries): ``--base-creds`` for the
+    base's registry, ``--creds``, the logins; it remembers in ``store`` the blobs each repository holds."""
+    from .registry import KnownBlobs
     from .transports import Registry
 
+    registries = any(isinstance(loc, Registry) for loc in (plan.base, *plan.bases.values(), *plan.outputs))
+    if not (registries or args.ca_file or args.insecure_registry):
+        return None
     explicit: list[CredentialProvider] = []
     if args.base_creds:
         from .registry import Credentials, StaticCredentials
@@ -351,15 +400,83 @@ def _cmd_build(args: argparse.Namespace) -> int:
             explicit.append(StaticCredentials(Credentials.parse(args.base_creds, "--base-creds"),
                                               (plan.base.reference.api_host,)))
     explicit += _creds(args)
+    client = _client(args, reporter, explicit)  # type: ignore[arg-type]
+    client.known = KnownBlobs(store)
+    return client
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from .dev import DevSession, watch
+
+    args.plan = None
+    plan = _load_build_plan(args)
+    if not plan.outputs:
+        raise ConfigError("no output given: add --output LOCATION (e.g. --output docker://127.0.0.1:5000/app:dev "
+                          "or oci:out/app:dev) or 'outputs = [...]' in the build file")
+    runner = None
+    if args.run:
+        from .devrun import ContainerRunner, run_reference
+
+        if run_reference([str(o) for o in plan.outputs], "sha256:" + "0" * 64) is None:
+            raise ConfigError("--run starts the image from a docker:// or oci:DIR:TAG output; add one")
+        if args.stop_timeout < 0:
+            raise ConfigError(f"--stop-timeout {args.stop_timeout}: give a number of seconds >= 0")
+        runner = ContainerRunner(args=tuple(args.run_args), insecure=tuple(args.insecure_registry),
+                                 stop_timeout=args.stop_timeout, out=sys.stdout)
+        runner.check()
     store = _store(args)
-    reporter = _Reporter(args.quiet or args.json)
-    registries = any(isinstance(loc, Registry) for loc in (plan.base, *plan.bases.values(), *plan.outputs))
-    client = _client(args, reporter, explicit) if registries or args.ca_file or args.insecure_registry else None
-    evidence = _evidence(args, plan)  # the key is loaded (and its password asked) before anything is built
-    result = publish(build(plan, store=store, on_event=reporter, client=client, update_lock=args.update_lock),
-                     on_event=reporter, client=client, evidence=evidence)
-    _write_results(args, result.digest, result.to_dict())
+    reporter = _Reporter(args.quiet)
+    client = _build_client(args, plan, store, reporter)
+    plans = iter([plan])
+
+    def load() -> BuildPlan:
+        return next(plans, None) or _load_build_plan(args)
+
+    project = Path(args.project)
+    session = DevSession(load, store=store, client=client, on_event=reporter, project=project)
+    try:
+        for cycle in watch(session, project=project):
+            reporter.say(cycle.line())
+            if cycle.error is None and session.cycles == 1:
+                reporter.say(f"dev     watching {project} (Ctrl-C to stop)")
+            if runner is not None and cycle.result is not None and not cycle.unchanged:
+                _run_cycle(runner, cycle, reporter)
+    except KeyboardInterrupt:
+        if runner is not None:
+            runner.stop()
+        print("ocibuild: dev stopped; the last image pushed stays where it was written", file=sys.stderr)
+        return 130
+    finally:
+        if runner is not None:
+            runner.stop()
     return 0
+
+
+def _run_cycle(runner: ContainerRunner, cycle: Cycle, reporter: _Reporter) -> None:
+    from .devrun import RunError, run_reference
+
+    assert cycle.result is not None and cycle.digest is not None
+    reference = run_reference(cycle.outputs, cycle.digest)
+    if reference is None:
+        return
+    saved = time.time() - cycle.seconds if cycle.changed else None
+    image = cycle.result.image
+    for p in cycle.result.platforms:
+        if p.image is not None and p.image.config.platform.architecture == _host_arch():
+            image = p.image
+    try:
+        started = runner.replace(reference, image)
+    except RunError as exc:
+        reporter.say(f"run     error: {exc} (still watching)")
+        return
+    after = f" {started - saved:.2f} s after the save" if saved is not None else ""
+    reporter.say(f"run     started {cycle.digest[:19]}…{after}")
+
+
+def _host_arch() -> str:
+    from .sources import host_platform
+
+    return host_platform().architecture
 
 
 def _evidence(args: argparse.Namespace, plan: BuildPlan) -> Evidence:
@@ -584,7 +701,12 @@ def _with_flags(message: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    run_args: list[str] = []
+    if "dev" in argv and "--" in argv and argv.index("dev") < argv.index("--"):
+        run_args, argv = argv[argv.index("--") + 1:], argv[:argv.index("--")]  # dev --run -- ARGS
     args = parser.parse_args(argv)
+    args.run_args = run_args
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
@@ -595,7 +717,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .referrers import cli as referrer_commands
 
     try:
-        commands = {"login": _cmd_login, "fetch": _cmd_fetch, "build": _cmd_build, "base": _cmd_base,
+        commands = {"login": _cmd_login, "fetch": _cmd_fetch, "build": _cmd_build, "dev": _cmd_dev, "base": _cmd_base,
                     "inspect": _cmd_inspect, "model": _cmd_model, "resolve": _cmd_resolve,
                     "sbom": referrer_commands.cmd_sbom, "provenance": referrer_commands.cmd_provenance}
         command = commands.get(args.command) or args.func

@@ -89,9 +89,11 @@ class DiskFull(OcibuildError):
 
 
 class RegistryError(OcibuildError):
-    """A registry request failed; ``status`` is the HTTP status of the answer that said so, if any."""
+    """A registry request failed; ``status`` is the HTTP status of the answer that said so, if any,
+    and ``code`` the distribution error code it gave (``MANIFEST_BLOB_UNKNOWN``, ...)."""
 
     status: int | None = None
+    code: str = ""
 
 
 class VerificationFailed(OcibuildError):

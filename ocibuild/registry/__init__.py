@@ -12,6 +12,7 @@ from .auth import (
     store_login,
 )
 from .client import RegistryClient
+from .known import KnownBlobs
 from .tls import TLSConfig
 from .transport import Repository, RetryPolicy, Transport, default_session
 
@@ -20,6 +21,7 @@ __all__ = [
     "ChainedCredentials",
     "CredentialProvider",
     "Credentials",
+    "KnownBlobs",
     "RegistryClient",
     "Repository",
     "RetryPolicy",

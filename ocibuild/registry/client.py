@@ -30,6 +30,7 @@ from ..events import BlobTransferred, EventHandler, Progress, TransferKind, igno
 from ..spec import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Digest, ImageIndex, MediaType, Reference, SpecError
 from ..store import CHUNK, ContentStore
 from .auth import CredentialProvider, scope_for
+from .known import KnownBlobs
 from .tls import TLSConfig
 from .transport import (
     READ_ERRORS,
@@ -97,9 +98,11 @@ class RegistryClient:
 
     def __init__(self, session: requests.Session | None = None, *, credentials: CredentialProvider | None = None,
                  tls: TLSConfig | None = None, retry: RetryPolicy | None = None,
-                 on_event: EventHandler = ignore) -> None:
+                 on_event: EventHandler = ignore, known: KnownBlobs | None = None) -> None:
         self.transport = Transport(session, credentials=credentials, tls=tls, retry=retry)
         self.on_event = on_event
+        self.known = known
+        """Blobs the destination repositories are known to hold: pushes skip their ``HEAD`` (see ``known``)."""
 
     # --- pull ----------------------------------------------------------------------------------
 

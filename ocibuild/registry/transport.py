@@ -664,6 +664,7 @@ class Transport:
             return ImageNotFound(message)
         error = RegistryError(message)
         error.status = resp.status_code
+        error.code = code
         return error
 
     def check_login(self, registry: str) -> None:

@@ -1,50 +1,88 @@
 """Push an image to a registry: blobs (HEAD first, cross-repository mount, streamed upload) in a
-bounded thread pool, then the manifest by digest and by tag."""
+bounded thread pool, then the manifest(s): each platform's by digest, the top-level one by tag
+(the registry stores it under its digest too).
+
+Blobs the client's ``known`` memory says the repository holds are not ``HEAD``ed. If the memory was
+wrong (the registry lost a blob), the manifest ``PUT`` is answered ``MANIFEST_BLOB_UNKNOWN``: the
+memory of that repository is dropped, every blob of the image made present the usual way, and the
+manifest put again."""
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
+from ..errors import RegistryError
 from ..events import Pushed
-from ..image import Artifact, Blob, Index, image_blobs, images_of, mount_source
+from ..image import Artifact, Blob, Image, Index, image_blobs, images_of, mount_source
 from ..registry.client import RegistryClient, Repository
 from ..spec import Digest, MediaType, Reference
 
 PUSH_JOBS = 4
+log = logging.getLogger("ocibuild.registry")
 
 
 def push_blobs(client: RegistryClient, ref: Reference, blobs: list[Blob], *,
                jobs: int = PUSH_JOBS) -> dict[Digest, str]:
-    """Make every blob present in ``ref``'s repository; returns digest -> exists/mounted/uploaded.
-    A ``Mountable`` layer from the same registry is mounted from its repository."""
+    """Make every blob present in ``ref``'s repository; returns digest -> known/exists/mounted/uploaded.
+    A ``Mountable`` layer from the same registry is mounted from its repository; blobs the client's
+    ``known`` memory holds for the repository are taken as present ("known")."""
     repo = Repository.from_reference(ref)
     unique = list({b.descriptor.digest: b for b in blobs}.values())
+    known = client.known
+    todo = [b for b in unique if known is None or not known.has(repo, b.descriptor.digest)]
 
     def push(blob: Blob) -> str:
         source = mount_source(blob.layer) if blob.layer is not None else None
         mount = source.repository if source is not None and source.api_host == repo.host else None
         return client.push_blob(repo, blob.descriptor, blob.open, mount_from=mount)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(unique)))) as pool:
-        futures = {b.descriptor.digest: pool.submit(push, b) for b in unique}
-        return {digest: f.result() for digest, f in futures.items()}
+    done: dict[Digest, str] = {b.descriptor.digest: "known" for b in unique}
+    if todo:
+        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo)))) as pool:
+            futures = {b.descriptor.digest: pool.submit(push, b) for b in todo}
+            done.update({digest: f.result() for digest, f in futures.items()})
+    return done
+
+
+def _put(client: RegistryClient, ref: Reference, reference: str, raw: bytes, media: str, blobs: list[Blob],
+         jobs: int) -> None:
+    """PUT one manifest; on ``MANIFEST_BLOB_UNKNOWN`` after blobs were skipped as known: forget, push
+    ``blobs`` with HEADs, PUT again."""
+    repo = Repository.from_reference(ref)
+    try:
+        client.put_manifest(repo, reference, raw, media)
+        return
+    except RegistryError as exc:
+        if exc.code != "MANIFEST_BLOB_UNKNOWN" or client.known is None:
+            raise
+        log.debug("%s: a blob believed present is gone (%s); pushing the image's blobs again", repo, exc)
+    client.known.forget(repo)
+    push_blobs(client, ref, blobs, jobs=jobs)
+    client.put_manifest(repo, reference, raw, media)
 
 
 def push_image(client: RegistryClient, ref: Reference, artifact: Artifact, *, jobs: int = PUSH_JOBS) -> Digest:
     """Push an image or an index to ``ref``: every blob once (shared layers of several platforms are
-    uploaded once), each manifest by digest, then the top-level manifest or index by digest and tag."""
+    uploaded once), each platform's manifest by digest, then the top-level manifest or index by tag
+    (by digest when ``ref`` has no tag)."""
     images = images_of(artifact)
-    push_blobs(client, ref, [b for image in images for b in image_blobs(image)], jobs=jobs)
+    blobs: dict[Digest, list[Blob]] = {image.digest: image_blobs(image) for image in images}
+    push_blobs(client, ref, [b for image in images for b in blobs[image.digest]], jobs=jobs)
     repo = Repository.from_reference(ref)
+    top: Image | None = artifact if isinstance(artifact, Image) else None
     for image in images:
-        client.put_manifest(repo, str(image.digest), image.manifest_bytes, str(image.manifest.media_type))
+        if image is not top:
+            _put(client, ref, str(image.digest), image.manifest_bytes, str(image.manifest.media_type),
+                 blobs[image.digest], jobs)
     if isinstance(artifact, Index):
         raw, media = artifact.index_bytes, str(MediaType.OCI_INDEX)
-        client.put_manifest(repo, str(artifact.digest), raw, media)
     else:
         raw, media = artifact.manifest_bytes, str(artifact.manifest.media_type)
     digest = Digest.of(raw)
-    if ref.digest is None and ref.tag:
-        client.put_manifest(repo, ref.tag, raw, media)
+    every = [b for image in images for b in blobs[image.digest]]
+    _put(client, ref, ref.tag if ref.digest is None and ref.tag else str(digest), raw, media, every, jobs)
+    if client.known is not None:
+        client.known.add(repo, (b.descriptor.digest for b in every))
     client.on_event(Pushed(reference=str(ref.with_digest(str(digest)) if ref.digest is None else ref), digest=digest))
     return digest

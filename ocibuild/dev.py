@@ -1,0 +1,304 @@
+"""The inner loop: ``ocibuild dev`` builds once, then rebuilds and publishes on every save.
+
+A :class:`DevSession` is one long-lived build of a project. It keeps what does not change between
+saves in memory: the plan (read again only when the build file or another plan input changes), the
+base images and Python dependency layers (a ``BuildMemo``), the content store's file-hash records,
+and the registry client with its connections, tokens and the blobs each repository is known to hold
+(``KnownBlobs``: never ``HEAD``ed again; a manifest answered ``MANIFEST_BLOB_UNKNOWN`` pushes them
+again). Each :meth:`DevSession.cycle` builds the file layers again (only those whose files changed
+are built; the rest come from the store), and publishes only new blobs and the manifest(s).
+
+:func:`watch` runs cycles on file changes (inotify through ``watchfiles``): changes are grouped
+until the tree has been quiet for ``quiet_ms``, paths no build input covers are ignored (the
+outputs, the store, version-control and cache folders, editor swap files, a layer's excluded
+paths), and a file still being written when its layer was built (an editor's truncate-then-write)
+is built again before anything is published.
+
+>>> session = DevSession(lambda: load_plan("examples/hello").with_outputs("oci:out/hello:dev"))  # doctest: +SKIP
+>>> for cycle in watch(session):  # doctest: +SKIP
+...     print(cycle.line())
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .build import BuildMemo, BuildResult, build
+from .errors import OcibuildError
+from .events import EventHandler, ignore
+from .plan import BuildPlan
+from .publish import publish
+from .store import ContentStore
+from .transports import DebianBase, DockerArchive, OciArchive, OciLayout
+
+if TYPE_CHECKING:
+    from .registry import RegistryClient
+
+__all__ = ["Cycle", "DevSession", "watch"]
+
+BUILD_FILES = ("ocibuild.toml", "pyproject.toml")
+IGNORED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache",
+                          ".hypothesis", ".tox", ".nox", ".idea", ".vscode", "node_modules"})
+QUIET_MS = 5
+"""A change is acted on once no file has changed for this long (an editor's save is one burst)."""
+EMPTY_WAIT = 0.1
+"""An empty changed file may be an editor's truncate-then-write under way: it is read once it has not
+changed for this long (at most ``SETTLE_TRIES`` times)."""
+SETTLE_TRIES = 20
+
+
+def _editor_noise(name: str) -> bool:
+    """Swap, backup and probe files editors write beside the file being saved."""
+    return (name.endswith(("~", ".swp", ".swx", ".swo", ".pyc", ".pyo")) or name.startswith(".#")
+            or name == "4913" or (name.startswith(".") and ".tmp-" in name))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Cycle:
+    """One build and publish of a dev session: what changed (paths relative to the project), the
+    layers built anew, the digest published (None when the build failed: ``error`` says why), whether
+    it equals the previous one, and the seconds from the first save of the change to the published
+    manifest."""
+
+    changed: tuple[str, ...]
+    digest: str | None
+    built: tuple[str, ...] = ()
+    unchanged: bool = False
+    seconds: float = 0.0
+    error: str | None = None
+    outputs: tuple[str, ...] = ()
+    result: BuildResult | None = field(default=None, repr=False, compare=False)
+
+    def line(self) -> str:
+        """The one line ``ocibuild dev`` prints for this cycle."""
+        what = ", ".join(self.changed[:3]) + (f" and {len(self.changed) - 3} more" if len(self.changed) > 3 else "")
+        what = what or "first build"
+        if self.error is not None:
+            return f"dev     {what}: error: {self.error} (still watching: fix it and save)"
+        if self.unchanged:
+            return f"dev     {what}: no change to the image {self.digest}"
+        built = f"built {', '.join(self.built)}; " if self.built else ""
+        return f"dev     {what}: {built}pushed {self.digest} in {self.seconds:.3f} s"
+
+
+class DevSession:
+    """One long-lived build of a project (see the module docstring). ``load`` gives the plan (called
+    again after a plan input changed); ``client`` is kept for the session (give it a ``KnownBlobs``
+    memory: ``RegistryClient(known=KnownBlobs())``); build events of the first build go to ``on_event``,
+    later ones only to ``on_cycle_event`` (default: nowhere). ``project`` names the project folder
+    while no plan could be read."""
+
+    def __init__(self, load: Callable[[], BuildPlan], *, store: ContentStore | None = None,
+                 client: RegistryClient | None = None, on_event: EventHandler = ignore,
+                 on_cycle_event: EventHandler = ignore, project: Path | None = None) -> None:
+        self.load = load
+        self.project = project
+        self.store = store or ContentStore.default()
+        self.client = client
+        self.on_event = on_event
+        self.on_cycle_event = on_cycle_event
+        self.memo = BuildMemo()
+        self.plan: BuildPlan | None = None
+        self.digest: str | None = None
+        self.cycles = 0
+        self._lock = threading.Lock()
+
+    # --- what to watch ----------------------------------------------------------------------------------
+
+    def _project(self) -> Path:
+        plan = self.plan
+        if plan is not None:
+            self.project = plan.project_dir.absolute()
+        return (self.project or Path(".")).absolute()
+
+    def roots(self, project: Path) -> list[Path]:
+        """The folders to watch: the project, and every layer or model source outside it."""
+        roots = [project.absolute()]
+        plan = self.plan
+        if plan is not None:
+            for src in self._sources(plan):
+                if not any(_under(src, r) for r in roots):
+                    roots.append(src if src.is_dir() else src.parent)
+        return roots
+
+    def _sources(self, plan: BuildPlan) -> list[Path]:
+        out = []
+        for spec in plan.layers:
+            out += [f.src.absolute() for f in spec.files] if spec.files else [self._abs(plan, spec.src)]
+        out += [self._abs(plan, m.src) for m in plan.models]
+        return out
+
+    @staticmethod
+    def _abs(plan: BuildPlan, path: Path) -> Path:
+        return path.absolute() if path.is_absolute() else (plan.project_dir / path).absolute()
+
+    def _ignored(self, path: Path) -> bool:
+        if any(part in IGNORED_DIRS for part in path.parts) or _editor_noise(path.name):
+            return True
+        if _under(path, self.store.root.absolute()):
+            return True
+        plan = self.plan
+        if plan is None:
+            return False
+        outputs = [o.path.absolute() for o in plan.outputs if isinstance(o, OciLayout | OciArchive | DockerArchive)]
+        return any(_under(path, o) for o in outputs)
+
+    def _plan_inputs(self, plan: BuildPlan) -> set[Path]:
+        project = plan.project_dir.absolute()
+        inputs = {project / name for name in BUILD_FILES}
+        if plan.python is not None:
+            inputs |= {self._abs(plan, p) for p in (plan.python.requirements, plan.python.lock) if p is not None}
+            inputs.add(project / "uv.lock")
+        inputs |= {self._abs(plan, b.lock) for b in (plan.base, *plan.bases.values())
+                   if isinstance(b, DebianBase) and b.lock is not None}
+        if plan.weights_lock is not None:
+            inputs.add(self._abs(plan, plan.weights_lock))
+        return inputs
+
+    def classify(self, path: Path) -> str | None:
+        """Why a change of ``path`` matters: "plan" (the build file or another plan input: plan again),
+        "files" (a layer's or model's file: build again), or None (nothing the image is built from)."""
+        path = path.absolute()
+        if self._ignored(path):
+            return None
+        plan = self.plan
+        if plan is None:
+            return "plan"  # the last plan failed: any change may fix it
+        if path in self._plan_inputs(plan) or (plan.python is not None and plan.python.project
+                                               and _under(path, plan.project_dir.absolute())):
+            return "plan"
+        for spec in plan.layers:
+            if spec.files:
+                if any(_under(path, f.src.absolute()) for f in spec.files):
+                    return "files"
+                continue
+            src = self._abs(plan, spec.src)
+            if path == src:
+                return "files"
+            if _under(path, src):
+                from .layers.ignore import load_rules
+
+                rel = path.relative_to(src).as_posix()
+                try:
+                    excluded = load_rules(src, spec.exclude).excluded(rel)
+                except (OSError, OcibuildError):
+                    excluded = False
+                if not excluded or path.name == ".ociignore":
+                    return "files"
+        if any(_under(path, self._abs(plan, m.src)) for m in plan.models):
+            return "files"
+        return None
+
+    # --- one cycle --------------------------------------------------------------------------------------
+
+    def cycle(self, changed: Collection[Path] = (), *, since: float | None = None) -> Cycle:
+        """Build (planning again if a plan input changed) and publish; never raises an ``OcibuildError``
+        (the cycle's ``error`` says it). ``since``: the wall-clock time of the save (default: now)."""
+        since = time.time() if since is None else since
+        with self._lock:
+            project = self._project()
+            names = tuple(sorted(_shown(p, project) for p in changed))
+            first = self.cycles == 0
+            self.cycles += 1
+            events = self.on_event if first else self.on_cycle_event
+            try:
+                if self.plan is None or any(self.classify(p) == "plan" for p in changed):
+                    self.plan = None
+                    self.memo.clear()
+                    self.plan = self.load()
+                result = self._settled_build(self.plan, changed, events)
+                result = publish(result, client=self.client, on_event=events)
+            except OcibuildError as exc:
+                return Cycle(changed=names, digest=None, error=str(exc))
+            seconds = time.time() - since
+            unchanged = result.digest == self.digest
+            self.digest = result.digest
+            built = tuple(r.label for r in result.layers if not r.cached)
+            return Cycle(changed=names, digest=result.digest, built=built, unchanged=unchanged, seconds=seconds,
+                         outputs=result.outputs, result=result)
+
+    def _settled_build(self, plan: BuildPlan, changed: Collection[Path], events: EventHandler) -> BuildResult:
+        """Build; if a changed file changed again while it was read (a save still under way), build again."""
+        for _ in range(SETTLE_TRIES):
+            before = {p: _stat(p) for p in changed}
+            if any(st is not None and st[0] == 0 for st in before.values()):
+                time.sleep(EMPTY_WAIT)  # truncated: the write may follow
+                if any(_stat(p) != st for p, st in before.items()):
+                    continue
+            result = build(plan, store=self.store, on_event=events, client=self.client, memo=self.memo)
+            if all(_stat(p) == st for p, st in before.items()):
+                return result
+            time.sleep(QUIET_MS / 1000)
+        return result
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _shown(path: Path, project: Path) -> str:
+    try:
+        return path.absolute().relative_to(project).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _save_time(paths: Collection[Path], floor: float, arrived: float) -> float:
+    """When the change was saved: the earliest modification time of the changed files not older than
+    ``floor`` (the start of the previous cycle), else when the change ``arrived``."""
+    times = []
+    for p in paths:
+        try:
+            mtime = os.stat(p).st_mtime
+        except OSError:
+            continue
+        if floor <= mtime <= arrived:
+            times.append(mtime)
+    return min(times, default=arrived)
+
+
+def watch(session: DevSession, *, project: Path | None = None, stop: threading.Event | None = None,
+          quiet_ms: int = QUIET_MS) -> Iterator[Cycle]:
+    """The first cycle, then one per relevant change until ``stop`` is set (or Ctrl-C: the
+    ``KeyboardInterrupt`` propagates between cycles or from one, which then publishes nothing more)."""
+    import watchfiles
+
+    first = session.cycle()
+    yield first
+    root = (project or session._project()).absolute()
+    floor = time.time()
+    while stop is None or not stop.is_set():
+        roots = [r for r in session.roots(root) if r.exists()]
+        replan = False
+        for batch in watchfiles.watch(*roots, watch_filter=None, debounce=1600, step=quiet_ms, stop_event=stop,
+                                      rust_timeout=1000, yield_on_timeout=True, raise_interrupt=True):
+            if not batch:
+                continue
+            arrived = time.time()
+            changed = sorted({Path(p) for _, p in batch})
+            relevant = [p for p in changed if session.classify(p) is not None]
+            if not relevant:
+                continue
+            before = session.plan
+            cycle = session.cycle(relevant, since=_save_time(relevant, floor, arrived))
+            floor = arrived
+            yield cycle
+            if session.plan is not before and session.roots(root) != roots:
+                replan = True  # the layer sources moved: watch the new set
+                break
+        if not replan:
+            return
