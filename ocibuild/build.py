@@ -61,6 +61,10 @@ class BuildMemo:
             self._values[key] = value
         return value
 
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._values
+
     def clear(self) -> None:
         """Forget everything kept."""
         with self._lock:
@@ -360,10 +364,12 @@ def _build_one(plan: BuildPlan, store: ContentStore, platform: Platform | None, 
     python_info: dict[str, Any] | None = None
     wheels: tuple[FetchedWheel, ...] = ()
     if plan.python is not None:
+        key = ("python", str(platform), str(base.digest))
+        kept = memo is not None and key in memo
         addenda, reports, env, python_info, wheels = _kept(
-            memo, ("python", str(platform), str(base.digest)),
-            lambda: _python_layers(plan, location, base, store, on_event, session, created))
-        addenda, reports = list(addenda), list(reports)  # kept ones are never changed in place
+            memo, key, lambda: _python_layers(plan, location, base, store, on_event, session, created))
+        # kept ones are never changed in place, and count as served from the cache
+        addenda, reports = list(addenda), [replace(r, cached=True) if kept else r for r in reports]
         settings = replace(settings, env={**env, **settings.env})
     if models.env:
         settings = replace(settings, env={**models.env, **settings.env})

@@ -209,6 +209,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--run", action="store_true",
                    help="run the image with podman after each build (the old container is stopped first; its "
                         "exposed ports are published on the host; its output is shown behind 'app | ')")
+    d.add_argument("--publish", "-p", action="append", default=[], metavar="HOST:CONTAINER",
+                   help="with --run: publish container port CONTAINER on host port HOST (repeatable; default: each "
+                        "port the image exposes, on the same host port)")
     d.add_argument("--stop-timeout", type=int, default=10, metavar="SECONDS",
                    help="with --run: seconds between the stop signal and SIGKILL (default: 10)")
     d.add_argument("--quiet", "-q", action="store_true", help="print only the cycle lines")
@@ -421,19 +424,19 @@ def _cmd_dev(args: argparse.Namespace) -> int:
             raise ConfigError("--run starts the image from a docker:// or oci:DIR:TAG output; add one")
         if args.stop_timeout < 0:
             raise ConfigError(f"--stop-timeout {args.stop_timeout}: give a number of seconds >= 0")
+        for mapping in args.publish:
+            if not re.fullmatch(r"(\d{1,5}:)?\d{1,5}(/(tcp|udp))?", mapping):
+                raise ConfigError(f"--publish {mapping!r}: give HOST:CONTAINER ports, e.g. 8081:8080")
         runner = ContainerRunner(args=tuple(args.run_args), insecure=tuple(args.insecure_registry),
-                                 stop_timeout=args.stop_timeout, out=sys.stdout)
+                                 stop_timeout=args.stop_timeout, out=sys.stdout, publish=tuple(args.publish))
         runner.check()
     store = _store(args)
     reporter = _Reporter(args.quiet)
     client = _build_client(args, plan, store, reporter)
-    plans = iter([plan])
-
-    def load() -> BuildPlan:
-        return next(plans, None) or _load_build_plan(args)
-
     project = Path(args.project)
-    session = DevSession(load, store=store, client=client, on_event=reporter, project=project)
+    session = DevSession(lambda: _load_build_plan(args), store=store, client=client, on_event=reporter,
+                         project=project)
+    session.plan = plan
     try:
         for cycle in watch(session, project=project):
             reporter.say(cycle.line())

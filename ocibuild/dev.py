@@ -274,31 +274,36 @@ def _save_time(paths: Collection[Path], floor: float, arrived: float) -> float:
 def watch(session: DevSession, *, project: Path | None = None, stop: threading.Event | None = None,
           quiet_ms: int = QUIET_MS) -> Iterator[Cycle]:
     """The first cycle, then one per relevant change until ``stop`` is set (or Ctrl-C: the
-    ``KeyboardInterrupt`` propagates between cycles or from one, which then publishes nothing more)."""
-    import watchfiles
+    ``KeyboardInterrupt`` propagates, between cycles or from one, which then publishes nothing more).
+    The watch starts before the first build, so no save is missed; it is set up again when a new plan
+    names other sources."""
+    from watchfiles._rust_notify import RustNotify  # watchfiles' documented Rust backend
 
-    first = session.cycle()
-    yield first
     root = (project or session._project()).absolute()
     floor = time.time()
-    while stop is None or not stop.is_set():
-        roots = [r for r in session.roots(root) if r.exists()]
-        replan = False
-        for batch in watchfiles.watch(*roots, watch_filter=None, debounce=1600, step=quiet_ms, stop_event=stop,
-                                      rust_timeout=1000, yield_on_timeout=True, raise_interrupt=True):
-            if not batch:
+    roots = [r for r in session.roots(root) if r.exists()]
+    watcher = RustNotify([str(r) for r in roots], False, False, 300, True, True)
+    try:
+        yield session.cycle()
+        while stop is None or not stop.is_set():
+            raw = watcher.watch(1600, quiet_ms, 1000, stop)
+            if raw == "signal":
+                raise KeyboardInterrupt
+            if raw == "stop":
+                return
+            if not isinstance(raw, set) or not raw:
                 continue
             arrived = time.time()
-            changed = sorted({Path(p) for _, p in batch})
-            relevant = [p for p in changed if session.classify(p) is not None]
+            relevant = sorted(p for p in {Path(path) for _, path in raw} if session.classify(p) is not None)
             if not relevant:
                 continue
-            before = session.plan
             cycle = session.cycle(relevant, since=_save_time(relevant, floor, arrived))
             floor = arrived
             yield cycle
-            if session.plan is not before and session.roots(root) != roots:
-                replan = True  # the layer sources moved: watch the new set
-                break
-        if not replan:
-            return
+            now = [r for r in session.roots(root) if r.exists()]
+            if now != roots:  # the layer sources moved: watch the new set
+                watcher.close()
+                roots = now
+                watcher = RustNotify([str(r) for r in roots], False, False, 300, True, True)
+    finally:
+        watcher.close()

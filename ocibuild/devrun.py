@@ -5,7 +5,7 @@ SIGTERM by default, then SIGKILL after ``stop_timeout`` seconds) and a new one s
 the image just published, by digest: from the registry output (``docker://REPO@sha256:...``; plain
 HTTP and unverified TLS only for a loopback registry or one named with ``--insecure-registry``), or
 from the ``oci:`` layout output. podman copies only the layers it does not have yet. The image's
-exposed ports are published on the same host ports. The container's output is streamed with a
+exposed ports are published on the same host ports (or as ``publish`` says). The container's output is streamed with a
 prefix (``podman logs -f``). Nothing outlives the session: on exit the container is stopped and
 removed and the log reader ends.
 """
@@ -65,6 +65,7 @@ class ContainerRunner:
     out: TextIO = field(default_factory=lambda: sys.stderr)
     podman: str = "podman"
     on_note: Callable[[str], None] = lambda _: None
+    publish: Sequence[str] = ()
     name: str | None = None
     _logs: subprocess.Popen[bytes] | None = None
     _reader: threading.Thread | None = None
@@ -97,8 +98,8 @@ class ContainerRunner:
                 host = Reference.parse(reference.removeprefix("docker://")).api_host
                 if is_loopback(host) or host in self.insecure:
                     tls = ["--tls-verify=false"]
-            ports = []
-            for port in sorted(image.config.config.exposed_ports):
+            ports = [arg for mapping in self.publish for arg in ("-p", mapping)]
+            for port in [] if self.publish else sorted(image.config.config.exposed_ports):
                 number, _, proto = port.partition("/")
                 ports += ["-p", f"{number}:{number}" + (f"/{proto}" if proto and proto != "tcp" else "")]
             name = f"ocibuild-dev-{uuid.uuid4().hex[:12]}"
