@@ -249,6 +249,8 @@ def test_a_blob_deleted_behind_its_back_is_pushed_again(tmp_path: Path, plain_re
     assert digest == _digest(line)
     validate_layout(tmp_path / "pulled")  # every blob there, digests and sizes right
     assert lib.extractfile("lib/app/data.txt") is not None
+    code_file = code.extractfile("app/app.sh")
+    assert code_file is not None and code_file.read() == b'echo "after the loss"\n'
     assert dev.interrupt() == 130
 
 
