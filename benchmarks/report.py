@@ -29,6 +29,7 @@ BENCHMARKS = {
     "debian_base": "python3 benchmarks/debian_base.py",
     "e2e": "python3 benchmarks/e2e.py",
     "cold_start": "python3 benchmarks/cold_start.py",
+    "inner_loop": "python3 benchmarks/inner_loop.py",
 }
 
 
@@ -147,6 +148,22 @@ def headlines(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 for other, tool in (("ocibuild-nopyc", "ocibuild, bytecode = false"), ("pip", "buildah + pip")):
                     rows.append(_row("cold_start", f"{label}, s (median)", f"{on:.2f}", tool,
                                      f"{s[key][other]['median']:.2f}", s[key][other]["median"] / on))
+    if "inner_loop" in results:
+        r = results["inner_loop"]
+        with get("inner_loop"):
+            for sc in r["scenarios"]:
+                st, q = sc["stats"], sc["ratios_buildah_over"]
+                where, b = f"{sc['project_label']}, {sc['platforms_label']}", st["buildah"]
+                rows.append(_row("inner_loop", f"{where}: one-line edit -> pushed manifest, ocibuild dev, p50 s",
+                                 f"{st['ocibuild_dev']['edit']['p50']:.3f}", "buildah build + push",
+                                 f"{b['edit']['p50']:.2f}", q["ocibuild_dev"]["edit_p50"]))
+                rows.append(_row("inner_loop", f"{where}: same, `ocibuild build` fresh process, p50 s",
+                                 f"{st['ocibuild_build']['edit']['p50']:.2f}", "buildah build + push",
+                                 f"{b['edit']['p50']:.2f}", q["ocibuild_build"]["edit_p50"]))
+                if "noop_p50" in q["ocibuild_build"]:
+                    rows.append(_row("inner_loop", f"{where}: no-op rebuild + push, fresh process, p50 s",
+                                     f"{st['ocibuild_build']['noop']['p50']:.2f}", "buildah build + push",
+                                     f"{b['noop']['p50']:.2f}", q["ocibuild_build"]["noop_p50"]))
     return rows
 
 

@@ -4,7 +4,8 @@
     python3 benchmarks/run_all.py [--out benchmarks/results] [--only e2e,layers] [--skip debian_base] [--quick]
 
 Benchmarks (each writes results/NAME.md and results/NAME.json; see benchmarks/README.md): layers,
-registry_push, python_deps, multiarch, debian_base, e2e, cold_start. A benchmark that fails is recorded (exit code, the
+registry_push, python_deps, multiarch, debian_base, e2e, cold_start, model_pull, inner_loop (one-line edit ->
+registry: buildah vs `ocibuild build` vs `ocibuild dev`). A benchmark that fails is recorded (exit code, the
 tail of its output in summary.json) and the others still run; the exit code is then 1. --quick uses smaller
 inputs (for trying the harness, not for publishing). Nothing is asserted about timing.
 
@@ -36,6 +37,7 @@ ARGS: dict[str, tuple[list[str], list[str]]] = {
     "e2e": ([], ["--big-mb", "256"]),
     "cold_start": ([], ["--starts", "2", "--builds", "1"]),
     "model_pull": ([], ["--shard-mb", "256", "--reps", "1", "--big-mb", "1024"]),
+    "inner_loop": ([], ["--edits", "5"]),
 }
 
 

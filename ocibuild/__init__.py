@@ -17,13 +17,15 @@ The library API (the CLI is a thin layer over it). Build, then publish::
 
 or read a project's build file: ``ocibuild.load_plan("examples/hello")``. Model files become an
 image of their own with ``ocibuild.build_model``; ``ocibuild.resolve.resolve`` builds and pushes what
-Kubernetes YAML refers to. Images can also be composed by hand:
+Kubernetes YAML refers to; ``ocibuild.DevSession`` with ``ocibuild.dev.watch`` is the inner loop
+(rebuild and publish on every save). Images can also be composed by hand:
 ``ocibuild.mutate.append(base, ocibuild.mutate.Addendum(layer=...))``.
 """
 
 from . import mutate
-from .build import BuildResult, BuildResultPlatform, LayerReport, build
+from .build import BuildMemo, BuildResult, BuildResultPlatform, LayerReport, build
 from .config import Overrides, load_plan
+from .dev import DevSession
 from .errors import (
     ConfigError,
     DigestMismatch,
@@ -59,6 +61,7 @@ __all__ = [
     "BaseResolved",
     "BlobLayer",
     "BlobTransferred",
+    "BuildMemo",
     "BuildPlan",
     "BuildResult",
     "BuildResultPlatform",
@@ -66,6 +69,7 @@ __all__ = [
     "ConfigError",
     "ContentStore",
     "DebianBase",
+    "DevSession",
     "Digest",
     "DigestMismatch",
     "DiskFull",

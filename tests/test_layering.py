@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("transports", "plan", "debianspec", "transfer", "kube"),
     ("registry",),
     ("sources", "sinks", "inspect", "debian", "python", "referrers", "models", "signing", "cliargs"),
-    ("build", "publish", "config", "attest", "rebuild", "resolve", "evidence"),
+    ("build", "publish", "config", "attest", "rebuild", "resolve", "evidence", "dev", "devrun"),
     ("cli", "signing_cli", "__main__", "__init__"),
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
