@@ -537,7 +537,7 @@ def main() -> int:
         "command": " ".join(["python3 benchmarks/inner_loop.py", *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M"), "machine": e2e.machine(), "tools": e2e.tool_versions(),
         "edits": args.edits, "noops": args.noops, "files": args.files, "poll_ms": args.poll_ms,
-        "buildah_storage_driver": args.driver,
+        "buildah_storage_driver": args.driver, "load_average_at_start": os.getloadavg(),
         "iris_app": "examples/iris-server (" + ", ".join((APP / "requirements.txt").read_text().split()) + ")",
     }
     print("base images (cached; made with mmdebstrap on the first run) ...", file=sys.stderr)
@@ -578,6 +578,7 @@ def main() -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     results["scenarios"] = scenarios
     results["wall_seconds"] = time.perf_counter() - started
+    results["load_average_at_end"] = os.getloadavg()
     write_reports(results, args.out)
     return 0
 
@@ -611,7 +612,9 @@ def write_reports(r: dict[str, Any], out: Path) -> None:
         f"({r['date']})", "",
         f"Command: `{r['command']}` ({r['wall_seconds'] / 60:.1f} min)  ",
         f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB RAM, {m['os']}, kernel {m['kernel']}, "
-        f"Python {m['python']}  ",
+        f"Python {m['python']}; load average (1, 5, 15 min) at the start "
+        f"{', '.join(f'{x:.1f}' for x in r['load_average_at_start'])}, at the end "
+        f"{', '.join(f'{x:.1f}' for x in r['load_average_at_end'])}  ",
         "Tools: " + ", ".join(f"{k} `{v}`" for k, v in r["tools"].items()) + "  ",
         f"Projects: {r['iris_app']}; a generated project of {r['files']} modules (~40 lines each, app/mod_NNN.py) + "
         f"main.py, no Python dependencies. Base: Debian bookworm {r['base']['packages']} (mmdebstrap, the same OCI "

@@ -18,6 +18,7 @@ A compiler's ``identity`` goes into the cache key of every layer it compiled.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -36,6 +37,7 @@ from typing import IO, TYPE_CHECKING
 
 from ..errors import LayerError
 from ..layers.tarwriter import TarEntry
+from ..store import atomic_write_bytes
 
 if TYPE_CHECKING:
     from ..image import Image
@@ -158,6 +160,24 @@ def _probe(argv: Sequence[str], env: Mapping[str, str]) -> tuple[str, str] | Non
     return words[0], words[1]
 
 
+def _probed(root: Path, argv: Sequence[str], env: Mapping[str, str]) -> tuple[str, str] | None:
+    """``_probe`` of the interpreter of the unpacked tree ``root``, remembered beside the tree (a fresh
+    build then starts no process to learn what the tree's Python is)."""
+    note = root.parent / f"{root.name}.probe.json"
+    key = [list(argv), sorted(env.items())]
+    try:
+        saved = json.loads(note.read_bytes())
+        if saved["key"] == json.loads(json.dumps(key)):
+            return str(saved["version"]), str(saved["cache_tag"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    probed = _probe(argv, env)
+    if probed is not None:
+        with contextlib.suppress(OSError):
+            atomic_write_bytes(note, json.dumps({"key": key, "version": probed[0], "cache_tag": probed[1]}).encode())
+    return probed
+
+
 _ENV = {"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "LC_ALL": "C.UTF-8", "PYTHONUTF8": "1"}
 
 
@@ -269,7 +289,7 @@ def rootfs_compiler(root: Path, interpreter: str, *, identity: str, version: str
         return None
     argv = (str(loader), "--library-path", ":".join(_library_dirs(root)), str(binary), "-s", "-S", "-B")
     env = {"PATH": os.defpath, "PYTHONHOME": str(home), **_ENV}
-    probed = _probe(argv, env)
+    probed = _probed(root, argv, env)
     if probed is None or probed[0] != version:
         return None
     return Compiler(identity=identity, version=version, cache_tag=probed[1], argv=argv, env=env,

@@ -7,6 +7,7 @@ platform's machine the way wheel tags do. Finding these facts in a base image is
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -103,15 +104,7 @@ class TargetPython:
     def tags(self) -> list[Tag]:
         """Wheel tags this interpreter accepts, best first (``packaging.tags.cpython_tags`` followed by
         ``compatible_tags``), computed for the image's platform, not the host's."""
-        from packaging.tags import compatible_tags, cpython_tags
-
-        version = self.version_tuple
-        nodot = f"{version[0]}{version[1]}"
-        platforms = self.manylinux_platform_tags()
-        return [
-            *cpython_tags(python_version=version, abis=[f"cp{nodot}"], platforms=platforms),
-            *compatible_tags(python_version=version, interpreter=f"cp{nodot}", platforms=platforms),
-        ]
+        return list(_tags(tuple(self.version_tuple), tuple(self.manylinux_platform_tags())))
 
     def uv_python_platform(self) -> str:
         """The value for ``uv pip compile/install --python-platform`` that matches this target.
@@ -150,3 +143,13 @@ class TargetPython:
             "libc": self.libc,
             "libc_version": self.libc_version,
         }
+
+
+@functools.lru_cache(maxsize=16)
+def _tags(version: tuple[int, ...], platforms: tuple[str, ...]) -> tuple[Tag, ...]:
+    """``TargetPython.tags``, computed once per version and platform tags (each wheel of a build asks)."""
+    from packaging.tags import compatible_tags, cpython_tags
+
+    nodot = f"{version[0]}{version[1]}"
+    return (*cpython_tags(python_version=version, abis=[f"cp{nodot}"], platforms=platforms),
+            *compatible_tags(python_version=version, interpreter=f"cp{nodot}", platforms=platforms))
