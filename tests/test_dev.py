@@ -38,6 +38,8 @@ from harness.runtime import podman_env
 from harness.validate import validate_layout
 
 from ocibuild.dev import DevSession
+from ocibuild.registry import KnownBlobs, Repository
+from ocibuild.spec import Digest
 from ocibuild.plan import BuildPlan, LayerSpec
 from ocibuild.store import ContentStore
 from ocibuild.transports import parse_location
@@ -411,3 +413,24 @@ def test_run_replaces_the_container_with_the_new_code(tmp_path: Path, plain_regi
     assert run_podman(podman_net, "ps", "-a", "-q").stdout.split() == []
     assert _version(port) is None
     assert not dev.leftovers()
+
+
+def test_known_blobs_are_kept_per_repository_bounded_and_expire(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path / "cache")
+    repo, other = Repository(host="127.0.0.1:5000", name="team/app"), Repository(host="127.0.0.1:5000", name="x")
+    digests = [Digest.of(str(n).encode()) for n in range(5)]
+    known = KnownBlobs(store, limit=3)
+    known.add(repo, digests)
+    assert [known.has(repo, d) for d in digests] == [False, False, True, True, True]  # the newest 3
+    assert not known.has(other, digests[4])
+    again = KnownBlobs(store, limit=3)  # a new process reads the store's record
+    assert again.has(repo, digests[4]) and not again.has(repo, digests[0])
+    again.forget(repo)
+    assert not KnownBlobs(store).has(repo, digests[4])  # forgotten in the record too
+    known = KnownBlobs(store)
+    known.add(repo, digests[:1])
+    assert not KnownBlobs(store, ttl=-1).has(repo, digests[0])  # past its time: every blob checked again
+    assert KnownBlobs(store).has(repo, digests[0])
+    record = next((store.root / "selectors").glob("known-blobs-*.json"))
+    record.write_text("{not json")
+    assert not KnownBlobs(store).has(repo, digests[0])  # a damaged record is no memory, not an error

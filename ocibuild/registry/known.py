@@ -9,8 +9,10 @@ costs one round trip, never a broken image.
 
 ``KnownBlobs()`` lives in memory (``ocibuild dev`` keeps one for its whole session);
 ``KnownBlobs(store)`` also keeps a record per repository in the content store, read on first use
-and merged back after each stored manifest, for fresh processes (``ocibuild build`` in CI). At most
-``LIMIT`` digests per repository are kept (the newest).
+and written back after each stored manifest, for fresh processes (``ocibuild build`` in CI). At most
+``LIMIT`` digests per repository are kept (the newest), and a record is trusted for ``TTL`` seconds
+from when it was started: then every blob is checked again once (for registries that would store a
+manifest naming a blob they lost, instead of refusing it).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Iterable
 
 from ..errors import OcibuildError
@@ -25,9 +28,10 @@ from ..spec import Digest
 from ..store import ContentStore
 from .transport import Repository
 
-__all__ = ["LIMIT", "KnownBlobs"]
+__all__ = ["LIMIT", "TTL", "KnownBlobs"]
 
 LIMIT = 20_000
+TTL = 24 * 3600
 log = logging.getLogger("ocibuild.registry")
 
 
@@ -38,25 +42,33 @@ def _key(repo: Repository) -> str:
 class KnownBlobs:
     """Digests known to be in each repository (thread-safe); see the module docstring."""
 
-    def __init__(self, store: ContentStore | None = None, *, limit: int = LIMIT) -> None:
+    def __init__(self, store: ContentStore | None = None, *, limit: int = LIMIT, ttl: float = TTL) -> None:
         self.store = store
         self.limit = limit
+        self.ttl = ttl
         self._repos: dict[tuple[str, str], dict[str, None]] = {}  # insertion-ordered: oldest first
+        self._since: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
     def _digests(self, repo: Repository) -> dict[str, None]:
         key = (repo.host, repo.name)
         known = self._repos.get(key)
+        if known is not None and time.time() - self._since[key] > self.ttl:
+            known = None
         if known is None:
             known = {}
-            record = self.store.get_record(_key(repo)) if self.store is not None else None
-            if isinstance(record, dict) and record.get("repository") == f"{repo.host}/{repo.name}":
+            since = time.time()
+            record = self.store.get_record(_key(repo)) if self.store is not None and key not in self._repos else None
+            if (isinstance(record, dict) and record.get("repository") == f"{repo.host}/{repo.name}"
+                    and isinstance(record.get("since"), int | float) and 0 <= since - record["since"] <= self.ttl):
+                since = float(record["since"])
                 for text in record.get("digests", ()) if isinstance(record.get("digests"), list) else ():
                     try:
                         known[str(Digest.parse(text))] = None
                     except (ValueError, TypeError):
                         continue
             self._repos[key] = known
+            self._since[key] = since
         return known
 
     def has(self, repo: Repository, digest: Digest) -> bool:
@@ -75,14 +87,16 @@ class KnownBlobs:
             while len(known) > self.limit:
                 known.pop(next(iter(known)))
             snapshot = list(known)
+            since = self._since[(repo.host, repo.name)]
         if new:
-            self._save(repo, snapshot)
+            self._save(repo, snapshot, since)
 
-    def _save(self, repo: Repository, digests: list[str]) -> None:
+    def _save(self, repo: Repository, digests: list[str], since: float) -> None:
         if self.store is None:
             return
         try:
-            self.store.put_record(_key(repo), {"repository": f"{repo.host}/{repo.name}", "digests": digests})
+            self.store.put_record(_key(repo), {"repository": f"{repo.host}/{repo.name}", "since": since,
+                                               "digests": digests})
         except (OcibuildError, OSError) as exc:  # a hint: a push never fails for it
             log.debug("could not save the blobs known in %s: %s", repo, exc)
 
@@ -90,4 +104,5 @@ class KnownBlobs:
         """Forget all ``repo`` was known to hold (it lost a blob), here and in the store's record."""
         with self._lock:
             self._repos[(repo.host, repo.name)] = {}
-        self._save(repo, [])
+            self._since[(repo.host, repo.name)] = since = time.time()
+        self._save(repo, [], since)

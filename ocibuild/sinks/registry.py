@@ -19,6 +19,9 @@ from ..registry.client import RegistryClient, Repository
 from ..spec import Digest, MediaType, Reference
 
 PUSH_JOBS = 4
+BLOB_MISSING = frozenset({"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "MANIFEST_INVALID"})
+"""Error codes of a manifest PUT that may mean a blob it names is missing (distribution says the first;
+some registries the others): the pusher then checks every blob once and puts the manifest again."""
 log = logging.getLogger("ocibuild.registry")
 
 
@@ -54,7 +57,7 @@ def _put(client: RegistryClient, ref: Reference, reference: str, raw: bytes, med
         client.put_manifest(repo, reference, raw, media)
         return
     except RegistryError as exc:
-        if exc.code != "MANIFEST_BLOB_UNKNOWN" or client.known is None:
+        if exc.code not in BLOB_MISSING or client.known is None:
             raise
         log.debug("%s: a blob believed present is gone (%s); pushing the image's blobs again", repo, exc)
     client.known.forget(repo)
