@@ -38,9 +38,9 @@ from harness.runtime import podman_env
 from harness.validate import validate_layout
 
 from ocibuild.dev import DevSession
+from ocibuild.plan import BuildPlan, LayerSpec
 from ocibuild.registry import KnownBlobs, Repository
 from ocibuild.spec import Digest
-from ocibuild.plan import BuildPlan, LayerSpec
 from ocibuild.store import ContentStore
 from ocibuild.transports import parse_location
 
