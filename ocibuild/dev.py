@@ -199,7 +199,7 @@ class DevSession:
 
     def cycle(self, changed: Collection[Path] = (), *, since: float | None = None) -> Cycle:
         """Build (planning again if a plan input changed) and publish; never raises an ``OcibuildError``
-        (the cycle's ``error`` says it). ``since``: the wall-clock time of the save (default: now)."""
+        or ``OSError`` (the cycle's ``error`` says what went wrong). ``since``: the wall-clock time of the save (default: now)."""
         since = time.time() if since is None else since
         with self._lock:
             project = self._project()
@@ -216,6 +216,10 @@ class DevSession:
                 result = publish(result, client=self.client, on_event=events)
             except OcibuildError as exc:
                 return Cycle(changed=names, digest=None, error=str(exc))
+            except OSError as exc:  # a file that went away or cannot be read while it was built
+                where = f" {exc.filename}" if exc.filename else ""
+                return Cycle(changed=names, digest=None,
+                             error=f"cannot read{where}: {exc.strerror or exc}; check the file and its permissions")
             seconds = time.time() - since
             unchanged = result.digest == self.digest
             self.digest = result.digest

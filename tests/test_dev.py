@@ -273,6 +273,12 @@ def test_dev_writes_an_oci_layout_and_ignores_what_is_not_built_from(tmp_path: P
     assert line.startswith("dev     app.sh: built code; pushed"), line  # only the code change made a cycle
     assert skopeo_inspect(f"oci:{out}:dev")["Digest"] == _digest(line) != first
     validate_layout(out)
+    (project / "app.sh").unlink()  # a layer's source gone: one error line, still watching
+    gone = dev.line()
+    assert re.match(r"^dev +app\.sh: error: layer source .*app\.sh does not exist", gone), gone
+    (project / "app.sh").write_text('echo "back"\n')
+    back = dev.line()
+    assert "pushed" in back and skopeo_inspect(f"oci:{out}:dev")["Digest"] == _digest(back), back
     assert dev.interrupt() == 130
 
 
