@@ -199,7 +199,8 @@ class DevSession:
 
     def cycle(self, changed: Collection[Path] = (), *, since: float | None = None) -> Cycle:
         """Build (planning again if a plan input changed) and publish; never raises an ``OcibuildError``
-        or ``OSError`` (the cycle's ``error`` says what went wrong). ``since``: the wall-clock time of the save (default: now)."""
+        or ``OSError`` (the cycle's ``error`` says what went wrong). ``since``: the wall-clock time of the
+        save (default: now)."""
         since = time.time() if since is None else since
         with self._lock:
             project = self._project()
