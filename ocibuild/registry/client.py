@@ -303,11 +303,12 @@ class RegistryClient:
                                       actions=_PUSH, retry=False, headers={"Content-Length": "0"})
 
     def push_blob(self, repo: Repository, desc: Descriptor, source: ContentStore | Callable[[], BinaryIO], *,
-                  mount_from: str | None = None, chunked: bool = False) -> TransferKind:
+                  mount_from: str | None = None, chunked: bool = False, check: bool = True) -> TransferKind:
         """Make ``desc`` present in ``repo``: "exists", "mounted" or "uploaded". ``source`` opens the
         blob's bytes (called again for each attempt), or is a store holding it. ``mount_from`` names a
         repository on the same registry to mount the blob from. A failure mid-way restarts the whole
-        upload (new session), within the retry budget."""
+        upload (new session), within the retry budget. ``check=False`` skips the first ``HEAD`` (for a
+        small blob the repository is very likely not to have: uploading it again is harmless)."""
         start = time.monotonic()
         if not callable(source):
             store = source
@@ -319,7 +320,7 @@ class RegistryClient:
             deadline = self.transport.deadline()
             while True:
                 try:
-                    how = self._push_once(repo, desc, path, mount_from, chunked)
+                    how = self._push_once(repo, desc, path, mount_from, chunked, check)
                     break
                 except _Retryable as exc:
                     if guard.tripped() is None and deadline.wait(exc.retry_after):
@@ -333,8 +334,8 @@ class RegistryClient:
         return how
 
     def _push_once(self, repo: Repository, desc: Descriptor, path: Callable[[], BinaryIO], mount_from: str | None,
-                   chunked: bool) -> TransferKind:
-        if self.blob_exists(repo, desc.digest):
+                   chunked: bool, check: bool = True) -> TransferKind:
+        if check and self.blob_exists(repo, desc.digest):
             return "exists"
         location = self._start_upload(repo, desc.digest, mount_from if mount_from != repo.name else None)
         if location is None:

@@ -19,6 +19,8 @@ from ..registry.client import RegistryClient, Repository
 from ..spec import Digest, MediaType, Reference
 
 PUSH_JOBS = 4
+SMALL = 1 << 20
+"""Blobs up to this size are uploaded without a ``HEAD`` first to a repository the client knows."""
 BLOB_MISSING = frozenset({"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "MANIFEST_INVALID"})
 """Error codes of a manifest PUT that may mean a blob it names is missing (distribution says the first;
 some registries the others): the pusher then checks every blob once and puts the manifest again."""
@@ -34,11 +36,15 @@ def push_blobs(client: RegistryClient, ref: Reference, blobs: list[Blob], *,
     unique = list({b.descriptor.digest: b for b in blobs}.values())
     known = client.known
     todo = [b for b in unique if known is None or not known.has(repo, b.descriptor.digest)]
+    # a repository this client has pushed to before holds what it is known to hold: a small blob not
+    # known to be there (a new code layer, a config) is uploaded without asking first
+    warm = known is not None and len(todo) < len(unique)
 
     def push(blob: Blob) -> str:
         source = mount_source(blob.layer) if blob.layer is not None else None
         mount = source.repository if source is not None and source.api_host == repo.host else None
-        return client.push_blob(repo, blob.descriptor, blob.open, mount_from=mount)
+        check = not warm or mount is not None or blob.descriptor.size > SMALL
+        return client.push_blob(repo, blob.descriptor, blob.open, mount_from=mount, check=check)
 
     done: dict[Digest, str] = {b.descriptor.digest: "known" for b in unique}
     if todo:
