@@ -662,8 +662,10 @@ def write_reports(r: dict[str, Any], out: Path) -> None:
                          f"**{'met' if t['met'] else 'missed'}** (ratio {t['ratio']:.1f}x, need {t['need']:g}x)")
     if r["scenarios"]:
         names = list(r["scenarios"][0]["contenders"])
-        lines += ["", "First builds, s (untimed for the ratios; each contender's caches empty then, the base already "
-                  "pulled into buildah's storage):", "",
+        lines += ["", "First builds, s (they warm the caches and are not in the ratios; buildah's storage is new for "
+                  "each scenario, the base pulled into it first; each ocibuild contender keeps its store from one "
+                  "scenario to the next and all share one uv cache, so only the first iris build downloads wheels):",
+                  "",
                   "| project | platforms | " + " | ".join(SHORT[c] for c in names) + " |",
                   "|---|---|" + "---|" * len(names)]
         for s in r["scenarios"]:

@@ -119,8 +119,14 @@ class _EvidenceSink:
             for subject, atts in self.attached:
                 attach_to_layout(self.inner.path, subject, atts)
         elif isinstance(self.inner, RegistrySink):
-            for subject, atts in self.attached:
-                attach(self.inner.client, self.inner.reference, subject, atts)
+            # each subject has its own fallback tag (read, merged, written, read again after a pause):
+            # side by side, a multi-platform build waits for those pauses once, not once per platform
+            from concurrent.futures import ThreadPoolExecutor
+
+            sink = self.inner
+            with ThreadPoolExecutor(max_workers=max(1, min(8, len(self.attached)))) as pool:
+                for _ in pool.map(lambda item: attach(sink.client, sink.reference, *item), self.attached):
+                    pass
             if self.sign_key is not None:
                 from .referrers import Attachment
                 from .signing import DSSE_MEDIA_TYPE, attest, dsse_envelope, sign_image
