@@ -216,6 +216,25 @@ class Build:
                 "layers_cached": sum(1 for x in layers if x.get("cached")), "layers_total": len(layers)}
 
 
+class StepFailed(Exception):
+    """A step failed in a way worth one retry (its error is recorded with the results)."""
+
+
+def attempt(fn: Callable[[str], dict[str, Any]], tag: str, what: str, failures: list[dict[str, Any]]
+            ) -> tuple[dict[str, Any], str]:
+    """Run one timed step; a failure (a registry answering 500, say) is recorded and the step run once more
+    (under a new tag: a failed buildah --manifest build may have added to its list). Returns (sample, tag)."""
+    try:
+        return fn(tag), tag
+    except (SystemExit, StepFailed) as exc:
+        text = str(exc)
+        errors = [ln.strip() for ln in text.splitlines() if "error" in ln.lower()]
+        failures.append({"step": what, "tag": tag, "error": errors[-1] if errors else text.splitlines()[0],
+                         "tail": text[-1500:]})
+        print(f"  {what} failed, run once more: {failures[-1]['error']}", file=sys.stderr)
+        return fn(f"{tag}r"), f"{tag}r"
+
+
 class Dev:
     """`ocibuild dev` as one long-lived process; each edit is timed from the file write to the registry answering
     the tag with a new digest (polled), and its own cycle line is read too."""
@@ -227,6 +246,7 @@ class Dev:
                      "--output", f"docker://{host}/{repo}:dev", "--cache-dir", str(store), "-q"]
         self.env, self.log = env, log
         self.lines: queue.Queue[tuple[float, str | None]] = queue.Queue()
+        self.error_line: str | None = None  # set by the reader when a cycle fails (the poll stops early)
         self.proc: subprocess.Popen[str] | None = None
         self.digest: str | None = None
         self.session = requests.Session()  # keep-alive: one connection for all the polls
@@ -235,6 +255,8 @@ class Dev:
     def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
         for line in self.proc.stdout:
+            if ": error: " in line:
+                self.error_line = line.rstrip("\n")
             self.lines.put((time.perf_counter(), line.rstrip("\n")))
         self.lines.put((time.perf_counter(), None))
 
@@ -288,6 +310,11 @@ class Dev:
             if seen is not None and seen != prev:
                 t1 = time.perf_counter()
                 break
+            if self.error_line is not None:
+                failed, self.error_line = self.error_line, None
+                while not self.lines.empty():  # drop the lines up to the failed cycle's
+                    self.lines.get_nowait()
+                raise StepFailed(f"ocibuild dev: {failed}")
             if time.perf_counter() > deadline:
                 raise SystemExit(f"inner_loop: the registry still had {prev} {timeout:.0f} s after the edit\n"
                                  f"{self._tail()}")
@@ -417,7 +444,8 @@ def scenario(project: Project, platforms: str, base: str, tmp: Path, args: argpa
     repo = project.name
     out: dict[str, Any] = {"project": project.name, "project_label": project.label, "platforms": platforms,
                            "platforms_label": " + ".join(p.split("/")[1] for p in platforms.split(",")),
-                           "contenders": {c: {"label": LABELS[c], "edits": [], "noops": []} for c in names}}
+                           "contenders": {c: {"label": LABELS[c], "edits": [], "noops": [], "failures": []}
+                                          for c in names}}
     res = out["contenders"]
     say = f"{project.label}, {platforms}"
 
@@ -446,18 +474,23 @@ def scenario(project: Project, platforms: str, base: str, tmp: Path, args: argpa
             order = [c for c in names if c != "ocibuild_dev"]
             for r in range(args.noops):
                 for c in order[r % len(order):] + order[:r % len(order)]:
-                    res[c]["noops"].append(steppers[c].step(f"noop{r}"))
+                    sample, _ = attempt(steppers[c].step, f"noop{r}", f"{c} no-op {r}", res[c]["failures"])
+                    res[c]["noops"].append(sample)
             print(f"{say}: {args.edits} one-line edits each ...", file=sys.stderr)
             last = ("", "")
+            tags = {c: "dev" for c in names}  # the tag each contender pushed last
             for i in range(1, args.edits + 1):
                 rel, text, line = project.edit(i)
                 last = (rel, line)
                 for c in names[i % len(names):] + names[:i % len(names)]:
                     if c == "ocibuild_dev":
-                        sample = dev.edit(dirs[c] / rel, text)
+                        def dev_step(_tag: str, f: Path = dirs[c] / rel, t: str = text) -> dict[str, Any]:
+                            return dev.edit(f, t)  # the same write again on a retry: dev builds it again
+
+                        sample, _ = attempt(dev_step, "dev", f"{c} edit {i}", res[c]["failures"])
                     else:
                         (dirs[c] / rel).write_text(text)
-                        sample = steppers[c].step(f"e{i}")
+                        sample, tags[c] = attempt(steppers[c].step, f"e{i}", f"{c} edit {i}", res[c]["failures"])
                     res[c]["edits"].append({"edit": i, "file": rel, **sample})
                 if i % 5 == 0:
                     print(f"  edit {i}: " + ", ".join(f"{c} {res[c]['edits'][-1]['seconds']:.3f} s" for c in names),
@@ -468,8 +501,7 @@ def scenario(project: Project, platforms: str, base: str, tmp: Path, args: argpa
             rel, line = last
             path = f"{project.image_dir}/{rel}"
             for c in names:
-                tag = "dev" if c == "ocibuild_dev" else f"e{args.edits}"
-                res[c]["verify"] = verify(hosts[c], repo, tag, path, line)
+                res[c]["verify"] = verify(hosts[c], repo, tags[c], path, line)
     finally:
         b.cleanup()
         shutil.rmtree(b.state, ignore_errors=True)
@@ -671,6 +703,11 @@ def write_reports(r: dict[str, Any], out: Path) -> None:
         for s in r["scenarios"]:
             cells = [f"{s['contenders'][c]['first']['seconds']:.1f}" for c in names]
             lines.append(f"| {s['project_label']} | {s['platforms_label']} | " + " | ".join(cells) + " |")
+    failures = [(s, c, f) for s in r["scenarios"] for c, x in s["contenders"].items() for f in x.get("failures", [])]
+    if failures:
+        lines += ["", "Failed steps (each run once more; the sample is the second run's):", ""]
+        lines += [f"- {s['project_label']}, {s['platforms_label']}: {f['step']}: `{f['error']}`"
+                  for s, c, f in failures]
     lines += ["", "Notes:", "",
               "- buildah's and `ocibuild build`'s times end when the (last) process exits, after the registry "
               "answered the manifest PUT; ocibuild dev's polled time ends when the benchmark sees the new manifest "

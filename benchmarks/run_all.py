@@ -9,8 +9,8 @@ registry: buildah vs `ocibuild build` vs `ocibuild dev`). A benchmark that fails
 tail of its output in summary.json) and the others still run; the exit code is then 1. --quick uses smaller
 inputs (for trying the harness, not for publishing). Nothing is asserted about timing.
 
-Takes ~26 minutes on 2 cores (e2e alone ~10, cold_start ~6; the first run also makes the cached Debian bases with
-mmdebstrap, a few more minutes for arm64 under qemu).
+Takes ~36 minutes on 2 cores (e2e alone ~10, inner_loop ~10, cold_start ~6; the first run also makes the cached
+Debian bases with mmdebstrap, a few more minutes for arm64 under qemu).
 """
 
 from __future__ import annotations

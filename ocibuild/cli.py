@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -437,10 +438,17 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     session = DevSession(lambda: _load_build_plan(args), store=store, client=client, on_event=reporter,
                          project=project)
     session.plan = plan
+    terminated = []
+
+    def on_term(signum: int, frame: object) -> None:  # SIGTERM: stop as for Ctrl-C (the container too)
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         for cycle in watch(session, project=project):
             reporter.say(cycle.line())
-            if cycle.error is None and session.cycles == 1:
+            if session.cycles == 1:
                 reporter.say(f"dev     watching {project} (Ctrl-C to stop)")
             if runner is not None and cycle.result is not None and not cycle.unchanged:
                 _run_cycle(runner, cycle, reporter)
@@ -448,8 +456,9 @@ def _cmd_dev(args: argparse.Namespace) -> int:
         if runner is not None:
             runner.stop()
         print("ocibuild: dev stopped; the last image pushed stays where it was written", file=sys.stderr)
-        return 130
+        return 143 if terminated else 130
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if runner is not None:
             runner.stop()
     return 0

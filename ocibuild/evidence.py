@@ -123,9 +123,13 @@ class _EvidenceSink:
             # side by side, a multi-platform build waits for those pauses once, not once per platform
             from concurrent.futures import ThreadPoolExecutor
 
+            from .referrers.remote import push_attachment_blobs
+
             sink = self.inner
+            present = push_attachment_blobs(sink.client, sink.reference, [a for _, atts in self.attached for a in atts])
             with ThreadPoolExecutor(max_workers=max(1, min(8, len(self.attached)))) as pool:
-                for _ in pool.map(lambda item: attach(sink.client, sink.reference, *item), self.attached):
+                for _ in pool.map(lambda item: attach(sink.client, sink.reference, *item, present=present),
+                                  self.attached):
                     pass
             if self.sign_key is not None:
                 from .referrers import Attachment

@@ -81,7 +81,8 @@ class Dev:
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         self.stderr = ""
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -93,8 +94,10 @@ class Dev:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
+                line = self.lines.get(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
             except queue.Empty:
+                if self.reader.is_alive() and time.monotonic() < deadline:
+                    continue  # the process may still print (its pipe is read until it ends)
                 raise AssertionError(f"no line matching {pattern!r} within {timeout}s; saw {self.seen[-20:]}; "
                                      f"exit {self.proc.poll()}; stderr: {self._stderr()}") from None
             self.seen.append(line)
@@ -282,6 +285,17 @@ def test_dev_writes_an_oci_layout_and_ignores_what_is_not_built_from(tmp_path: P
     assert dev.interrupt() == 130
 
 
+def test_sigterm_stops_like_ctrl_c(tmp_path: Path, dev_processes: list[Dev]) -> None:
+    project = _project(tmp_path / "p")
+    dev = Dev(project, "--output", f"oci:{tmp_path / 'out'}:dev", cache=tmp_path / "cache")
+    dev_processes.append(dev)
+    assert "pushed" in dev.line()
+    dev.line("watching")
+    dev.proc.send_signal(signal.SIGTERM)
+    assert dev.proc.wait(timeout=60) == 143
+    assert not dev.leftovers()
+
+
 def test_a_truncate_then_write_save_never_builds_an_empty_file(tmp_path: Path) -> None:
     """An editor that truncates, then writes a moment later: the cycle waits for the bytes."""
     project = _project(tmp_path / "p")
@@ -323,9 +337,11 @@ def test_classify_names_what_a_change_means(tmp_path: Path) -> None:
     (("--output", "oci:out:dev", "--run", "--publish", "eighty"), "--publish 'eighty': give HOST:CONTAINER"),
     (("--output", "docker-archive:out.tar", "--run"), "--run starts the image from a docker:// or oci:DIR:TAG"),
     (("--output", "oci:out:dev", "--config", "missing.toml"), "missing.toml"),
+    (("--output", "oci:out:dev", "--config", "broken.toml"), "broken.toml: invalid TOML"),
 ])
 def test_dev_usage_errors_are_one_line(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     project = _project(tmp_path / "p")
+    (tmp_path / "broken.toml").write_text("[layers\n")  # a build file broken from the start: nothing to watch yet
     proc = run_cli("dev", project, *args, cache=tmp_path / "cache", check=False, cwd=tmp_path, timeout=120,
                    env={"PYTHONPATH": str(REPO)})
     assert proc.returncode == 1, proc.stderr

@@ -79,11 +79,12 @@ def merged_index(current: bytes | None, ours: Sequence[Descriptor], where: str) 
 
 
 def attach(client: RegistryClient, where: Reference | Repository, subject: Descriptor,
-           attachments: Sequence[Attachment]) -> list[Descriptor]:
+           attachments: Sequence[Attachment], *, present: frozenset[Digest] = frozenset()) -> list[Descriptor]:
     """Attach each document to ``subject`` (a manifest or index already in ``where``'s repository) as
     an OCI 1.1 referrer: its blobs and artifact manifest are pushed by digest (no tag); without the
     referrers API the fallback tag ``sha256-<hex>`` lists them, merged with what others put there.
-    Idempotent. Returns the artifact manifests' descriptors, in order.
+    Idempotent. Returns the artifact manifests' descriptors, in order. Blobs in ``present`` are known
+    to be in the repository already (the caller pushed them) and are not pushed again.
 
     >>> attach(client, Reference.parse("127.0.0.1:5000/app"), image.descriptor(),  # doctest: +SKIP
     ...        [Attachment.of(SPDX_JSON, sbom_bytes)])
@@ -91,7 +92,7 @@ def attach(client: RegistryClient, where: Reference | Repository, subject: Descr
     """
     repo = repository(where)
     built = [(artifact_manifest(subject, a), a) for a in attachments]
-    pushed: set[Digest] = set()
+    pushed: set[Digest] = set(present)
     for blob in [bytes_blob(EMPTY, EMPTY_JSON), *(bytes_blob(a.layer, a.payload) for _, a in built)]:
         if blob.descriptor.digest not in pushed:
             client.push_blob(repo, blob.descriptor, blob.open)
@@ -129,3 +130,17 @@ def listed_referrers(client: RegistryClient, repo: Repository, subject: Digest) 
     except ImageNotFound:
         return ()
     return ImageIndex.from_dict(fallback_document(raw, f"{repo}:{tag}")).manifests
+
+
+def push_attachment_blobs(client: RegistryClient, where: Reference | Repository,
+                          attachments: Sequence[Attachment]) -> frozenset[Digest]:
+    """Push the blobs of ``attachments`` (and the empty config) once each, one at a time; returns their
+    digests. For several ``attach`` calls side by side: two uploads of one blob at once can make the
+    registry answer a HEAD with an error while the other completes."""
+    repo = repository(where)
+    done: set[Digest] = set()
+    for blob in [bytes_blob(EMPTY, EMPTY_JSON), *(bytes_blob(a.layer, a.payload) for a in attachments)]:
+        if blob.descriptor.digest not in done:
+            client.push_blob(repo, blob.descriptor, blob.open)
+            done.add(blob.descriptor.digest)
+    return frozenset(done)
