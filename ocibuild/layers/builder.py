@@ -8,7 +8,9 @@ layer is reused without tarring or compressing anything (Jib's selector idea).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -88,6 +90,9 @@ def content_hash(entry: TarEntry, hashes: FileHashes | None = None) -> str:
     use_cache = hashes is not None and entry.size >= FileHashes.MIN_SIZE
     if use_cache and hashes is not None and (known := hashes.get(entry.source)):
         return known
+    stamp = _small_stamp(entry.source) if hashes is not None and not use_cache else None
+    if stamp is not None and (remembered := _SMALL_HASHES.get(stamp)):
+        return remembered
     h = hashlib.sha256()
     try:
         with entry.source.open("rb") as f:
@@ -97,7 +102,27 @@ def content_hash(entry: TarEntry, hashes: FileHashes | None = None) -> str:
         raise LayerError(f"cannot read {entry.source}: {exc.strerror}") from None
     if use_cache and hashes is not None:
         hashes.put(entry.source, h.hexdigest())
+    if stamp is not None:
+        if len(_SMALL_HASHES) >= SMALL_HASHES_MAX:
+            with contextlib.suppress(KeyError, RuntimeError, StopIteration):  # another thread trimmed it
+                _SMALL_HASHES.pop(next(iter(_SMALL_HASHES)))
+        _SMALL_HASHES[stamp] = h.hexdigest()
     return h.hexdigest()
+
+
+SMALL_HASHES_MAX = 65536
+_SMALL_HASHES: dict[tuple[str, int, int, int, int], str] = {}
+"""sha256 of small files by (path, size, mtime, inode, ctime), in memory only: a long-lived process
+(``ocibuild dev``) does not read its unchanged source files again to find a layer's cache key (big
+files have ``FileHashes`` records in the store for that, across processes)."""
+
+
+def _small_stamp(path: Path) -> tuple[str, int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # the read below says what is wrong
+    return (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 def input_key(entries: Sequence[TarEntry], compression: Compression, options: TarOptions,

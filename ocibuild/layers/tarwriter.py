@@ -7,6 +7,7 @@ permissions are normalised, and no xattrs or host-specific PAX records are writt
 
 from __future__ import annotations
 
+import functools
 import io
 import posixpath
 import tarfile
@@ -109,8 +110,29 @@ def with_parents(entries: Iterable[TarEntry]) -> list[TarEntry]:
     return [by_path[p] for p in sorted(by_path)]
 
 
+@functools.lru_cache(maxsize=16384)
+def _header(key: tuple[object, ...]) -> bytes:
+    """The header bytes (PAX records included) tarfile writes for a member described by ``key``: a pure
+    function of the fields, remembered, so a long-lived process (``ocibuild dev``) re-tarring a tree of
+    unchanged files does not format their headers again."""
+    fmt, encoding, errors, name, mode, uid, gid, size, mtime, kind, linkname = key
+    info = tarfile.TarInfo(str(name))
+    info.mode, info.uid, info.gid, info.size, info.mtime = mode, uid, gid, size, mtime  # type: ignore[assignment]
+    info.type, info.linkname, info.uname, info.gname = kind, str(linkname), "", ""  # type: ignore[assignment]
+    return info.tobuf(fmt, encoding, errors)  # type: ignore[arg-type]
+
+
+class _Info(tarfile.TarInfo):
+    """A ``TarInfo`` whose header bytes come from ``_header`` (uname/gname are always empty here)."""
+
+    def tobuf(self, format: int | None = tarfile.DEFAULT_FORMAT, encoding: str | None = tarfile.ENCODING,
+              errors: str = "surrogateescape") -> bytes:
+        return _header((format, encoding, errors, self.name, self.mode, self.uid, self.gid, self.size, self.mtime,
+                        self.type, self.linkname))
+
+
 def _tarinfo(entry: TarEntry, options: TarOptions) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(entry.path)
+    info = _Info(entry.path)
     info.mode = entry.mode & 0o7777
     info.uid, info.gid = options.uid, options.gid
     info.uname = info.gname = ""
