@@ -436,7 +436,7 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     client = _build_client(args, plan, store, reporter)
     project = Path(args.project)
     session = DevSession(lambda: _load_build_plan(args), store=store, client=client, on_event=reporter,
-                         project=project)
+                         project=project, inputs=(args.config,) if args.config is not None else ())
     session.plan = plan
     terminated = []
 

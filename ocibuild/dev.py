@@ -21,6 +21,7 @@ is built again before anything is published.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from .registry import RegistryClient
 
 __all__ = ["Cycle", "DevSession", "watch"]
+
+log = logging.getLogger("ocibuild.dev")
 
 BUILD_FILES = ("ocibuild.toml", "pyproject.toml")
 IGNORED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache",
@@ -92,13 +95,15 @@ class DevSession:
     again after a plan input changed); ``client`` is kept for the session (give it a ``KnownBlobs``
     memory: ``RegistryClient(known=KnownBlobs())``); build events of the first build go to ``on_event``,
     later ones only to ``on_cycle_event`` (default: nowhere). ``project`` names the project folder
-    while no plan could be read."""
+    while no plan could be read; ``inputs`` are more files the plan is read from (a ``--config`` build file)."""
 
     def __init__(self, load: Callable[[], BuildPlan], *, store: ContentStore | None = None,
                  client: RegistryClient | None = None, on_event: EventHandler = ignore,
-                 on_cycle_event: EventHandler = ignore, project: Path | None = None) -> None:
+                 on_cycle_event: EventHandler = ignore, project: Path | None = None,
+                 inputs: Collection[Path] = ()) -> None:
         self.load = load
         self.project = project
+        self.inputs = frozenset(p.absolute() for p in inputs)
         self.store = store or ContentStore.default()
         self.client = client
         self.on_event = on_event
@@ -121,10 +126,10 @@ class DevSession:
         """The folders to watch: the project, and every layer or model source outside it."""
         roots = [project.absolute()]
         plan = self.plan
-        if plan is not None:
-            for src in self._sources(plan):
-                if not any(_under(src, r) for r in roots):
-                    roots.append(src if src.is_dir() else src.parent)
+        wanted = [*self._sources(plan), *sorted(self._plan_inputs(plan))] if plan is not None else []
+        for src in [*wanted, *sorted(self.inputs)]:
+            if not any(_under(src, r) for r in roots):
+                roots.append(src if src.is_dir() else src.parent)
         return roots
 
     def _sources(self, plan: BuildPlan) -> list[Path]:
@@ -139,7 +144,9 @@ class DevSession:
         return path.absolute() if path.is_absolute() else (plan.project_dir / path).absolute()
 
     def _ignored(self, path: Path) -> bool:
-        if any(part in IGNORED_DIRS for part in path.parts) or _editor_noise(path.name):
+        project = self._project()
+        parts = path.relative_to(project).parts if _under(path, project) else path.parts[-2:]
+        if any(part in IGNORED_DIRS for part in parts) or _editor_noise(path.name):
             return True
         if _under(path, self.store.root.absolute()):
             return True
@@ -151,7 +158,7 @@ class DevSession:
 
     def _plan_inputs(self, plan: BuildPlan) -> set[Path]:
         project = plan.project_dir.absolute()
-        inputs = {project / name for name in BUILD_FILES}
+        inputs = {project / name for name in BUILD_FILES} | set(self.inputs)
         if plan.python is not None:
             inputs |= {self._abs(plan, p) for p in (plan.python.requirements, plan.python.lock) if p is not None}
             inputs.add(project / "uv.lock")
@@ -164,15 +171,24 @@ class DevSession:
     def classify(self, path: Path) -> str | None:
         """Why a change of ``path`` matters: "plan" (the build file or another plan input: plan again),
         "files" (a layer's or model's file: build again), or None (nothing the image is built from)."""
-        path = path.absolute()
+        try:
+            return self._classify(path.absolute())
+        except Exception:  # whatever confused it, a build will say what is wrong
+            log.debug("cannot classify %s", path, exc_info=True)
+            return "files"
+
+    def _classify(self, path: Path) -> str | None:
         if self._ignored(path):
             return None
         plan = self.plan
         if plan is None:
             return "plan"  # the last plan failed: any change may fix it
-        if path in self._plan_inputs(plan) or (plan.python is not None and plan.python.project
-                                               and _under(path, plan.project_dir.absolute())):
+        if path in self._plan_inputs(plan):
             return "plan"
+        project = plan.project_dir.absolute()
+        if plan.python is not None and plan.python.project and _under(path, project) \
+                and not _build_output(path.relative_to(project), project):
+            return "plan"  # the project is installed as a wheel: its sources are a plan input
         for spec in plan.layers:
             if spec.files:
                 if any(_under(path, f.src.absolute()) for f in spec.files):
@@ -187,7 +203,7 @@ class DevSession:
                 rel = path.relative_to(src).as_posix()
                 try:
                     excluded = load_rules(src, spec.exclude).excluded(rel)
-                except (OSError, OcibuildError):
+                except Exception:  # a broken .ociignore: the build says what is wrong with it
                     excluded = False
                 if not excluded or path.name == ".ociignore":
                     return "files"
@@ -209,6 +225,7 @@ class DevSession:
             self.cycles += 1
             events = self.on_event if first else self.on_cycle_event
             try:
+                _settle(changed)  # an editor's truncate-then-write: the build file too is read whole
                 if self.plan is None or any(self.classify(p) == "plan" for p in changed):
                     self.plan = None
                     self.memo.clear()
@@ -221,6 +238,10 @@ class DevSession:
                 where = f" {exc.filename}" if exc.filename else ""
                 return Cycle(changed=names, digest=None,
                              error=f"cannot read{where}: {exc.strerror or exc}; check the file and its permissions")
+            except Exception as exc:  # a bug must not end the session: say it, keep watching
+                log.debug("dev cycle failed", exc_info=True)
+                return Cycle(changed=names, digest=None,
+                             error=f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
             seconds = time.time() - since
             unchanged = result.digest == self.digest
             self.digest = result.digest
@@ -231,16 +252,40 @@ class DevSession:
     def _settled_build(self, plan: BuildPlan, changed: Collection[Path], events: EventHandler) -> BuildResult:
         """Build; if a changed file changed again while it was read (a save still under way), build again."""
         for _ in range(SETTLE_TRIES):
-            before = {p: _stat(p) for p in changed}
-            if any(st is not None and st[0] == 0 for st in before.values()):
-                time.sleep(EMPTY_WAIT)  # truncated: the write may follow
-                if any(_stat(p) != st for p, st in before.items()):
-                    continue
+            before = _settle(changed)
             result = build(plan, store=self.store, on_event=events, client=self.client, memo=self.memo)
             if all(_stat(p) == st for p, st in before.items()):
                 return result
             time.sleep(QUIET_MS / 1000)
         return result
+
+
+def _settle(paths: Collection[Path]) -> dict[Path, tuple[int, int, int] | None]:
+    """The stat of each path once none is an empty file that changes within ``EMPTY_WAIT`` (an editor
+    truncates, then writes: the bytes are waited for; a file left empty is empty)."""
+    before = {p: _stat(p) for p in paths}
+    for _ in range(SETTLE_TRIES):
+        if not any(st is not None and st[0] == 0 for st in before.values()):
+            break
+        time.sleep(EMPTY_WAIT)
+        now = {p: _stat(p) for p in paths}
+        if now == before:
+            break
+        before = now
+    return before
+
+
+def _build_output(rel: Path, project: Path) -> bool:
+    """Whether ``rel`` (under the project) is what building the project's wheel writes or leaves around:
+    ``build/``, ``dist/``, ``*.egg-info``, a virtual environment, a path the layer rules leave out."""
+    if any(part in ("build", "dist", ".venv", "venv") or part.endswith(".egg-info") for part in rel.parts):
+        return True
+    from .layers.ignore import load_rules
+
+    try:
+        return load_rules(project, ()).excluded(rel.as_posix())
+    except Exception:
+        return False
 
 
 def _stat(path: Path) -> tuple[int, int, int] | None:
@@ -306,9 +351,14 @@ def watch(session: DevSession, *, project: Path | None = None, stop: threading.E
             floor = arrived
             yield cycle
             now = [r for r in session.roots(root) if r.exists()]
-            if now != roots:  # the layer sources moved: watch the new set
+            if now != roots:  # the layer sources moved: watch the new set (what the old one saw meanwhile too)
+                new_watcher = RustNotify([str(r) for r in now], False, False, 300, True, True)
+                left = watcher.watch(1, 1, 1, None)
                 watcher.close()
-                roots = now
-                watcher = RustNotify([str(r) for r in roots], False, False, 300, True, True)
+                watcher, roots = new_watcher, now
+                missed = sorted(p for p in {Path(path) for _, path in left} if session.classify(p) is not None) \
+                    if isinstance(left, set) else []
+                if missed:
+                    yield session.cycle(missed)
     finally:
         watcher.close()

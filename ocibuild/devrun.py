@@ -1,7 +1,7 @@
 """``ocibuild dev --run``: run each new image of a dev session with podman.
 
 After each published build the old container is stopped (``podman stop``: the image's stop signal,
-SIGTERM by default, then SIGKILL after ``stop_timeout`` seconds) and a new one started detached from
+SIGTERM by default, then SIGKILL after ``stop_timeout`` seconds) and removed, and a new one started detached from
 the image just published, by digest: from the registry output (``docker://REPO@sha256:...``; plain
 HTTP and unverified TLS only for a loopback registry or one named with ``--insecure-registry``), or
 from the ``oci:`` layout output. podman copies only the layers it does not have yet. The image's
@@ -78,9 +78,9 @@ class ContainerRunner:
                               "or leave out --run")
 
     def _podman(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        try:
+        try:  # in a session of its own: a Ctrl-C meant for ocibuild does not cut podman short
             proc = subprocess.run([self.podman, *args], capture_output=True, text=True, timeout=PODMAN_TIMEOUT,
-                                  stdin=subprocess.DEVNULL)
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
         except subprocess.TimeoutExpired:
             raise RunError(f"podman {args[0]} did not finish within {PODMAN_TIMEOUT:.0f} s") from None
         if check and proc.returncode != 0:
@@ -103,11 +103,13 @@ class ContainerRunner:
                 number, _, proto = port.partition("/")
                 ports += ["-p", f"{number}:{number}" + (f"/{proto}" if proto and proto != "tcp" else "")]
             name = f"ocibuild-dev-{uuid.uuid4().hex[:12]}"
-            self._podman("run", "-d", "--rm", "--name", name, *tls, *ports, reference, *self.args)
+            self.name = name  # known before it exists: an interrupted start is still cleaned up
+            # no --rm: a container that exits at once keeps its output for the log reader; _stop removes it
+            self._podman("run", "-d", "--name", name, *tls, *ports, reference, *self.args)
             started = time.time()
-            self.name = name
             self._logs = subprocess.Popen([self.podman, "logs", "-f", name], stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                          start_new_session=True)
             self._reader = threading.Thread(target=self._stream, args=(self._logs,), daemon=True,
                                             name="ocibuild-dev-logs")
             self._reader.start()
@@ -122,10 +124,11 @@ class ContainerRunner:
 
     def _stop(self) -> None:
         name, logs, reader = self.name, self._logs, self._reader
-        self.name, self._logs, self._reader = None, None, None
+        self._logs, self._reader = None, None
         if name is not None:
-            self._podman("stop", "-t", str(self.stop_timeout), name, check=False)
+            self._podman("stop", "--ignore", "-t", str(self.stop_timeout), name, check=False)
             self._podman("rm", "-f", "--ignore", name, check=False)
+            self.name = None  # only once it is gone (a second Ctrl-C during the stop still finds it)
         if logs is not None:
             try:
                 logs.wait(timeout=10)

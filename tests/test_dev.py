@@ -61,6 +61,13 @@ dest = "/app/app.sh"
 """
 
 
+def _save(path: Path, text: str) -> None:
+    """Save as many editors do: a temp file beside it, renamed over it (one change, never half written)."""
+    tmp = path.parent / f".{path.name}.tmp-save"
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def _project(where: Path) -> Path:
     """Two layers: ``lib`` (never edited here) and ``code`` (``app.sh``, edited)."""
     (where / "lib").mkdir(parents=True)
@@ -197,7 +204,7 @@ def test_three_edits_push_only_the_code_layer_and_a_broken_build_file_keeps_watc
     lib_digest = _manifest(reg, ref)["layers"][0]["digest"]
     for n in range(1, 4):
         mark = reg.mark()
-        (project / "app.sh").write_text(f'echo "version {n}"\n')
+        _save(project / "app.sh", f'echo "version {n}"\n')
         line = dev.line()
         assert re.match(r"^dev +app\.sh: built code; pushed sha256:[0-9a-f]{64} in \d+\.\d+ s$", line), line
         digest, (lib, code) = _pulled_layers(reg, ref, tmp_path / "pulled")
@@ -214,14 +221,14 @@ def test_three_edits_push_only_the_code_layer_and_a_broken_build_file_keeps_watc
             ["/v2/dev/three/manifests/dev"]
     # a syntax error in the build file: one error line, still watching
     good = (project / "ocibuild.toml").read_text()
-    (project / "ocibuild.toml").write_text(good + "\n[layers\n")
+    _save(project / "ocibuild.toml", good + "\n[layers\n")
     error = dev.line()
     assert re.match(r"^dev +ocibuild\.toml: error: .*ocibuild\.toml: invalid TOML.*\(still watching", error), error
     assert dev.proc.poll() is None
-    (project / "ocibuild.toml").write_text(good)
+    _save(project / "ocibuild.toml", good)
     fixed = dev.line()
     assert "error" not in fixed, fixed
-    (project / "app.sh").write_text('echo "version 4"\n')
+    _save(project / "app.sh", 'echo "version 4"\n')
     again = dev.line()
     assert "pushed" in again, again
     _, (_, code) = _pulled_layers(reg, ref, tmp_path / "pulled")
@@ -244,7 +251,7 @@ def test_a_blob_deleted_behind_its_back_is_pushed_again(tmp_path: Path, plain_re
     lib_digest = _manifest(reg, ref)["layers"][0]["digest"]
     reg.blob_path(lib_digest).unlink()  # the registry lost it (a cleanup, a GC): the session still thinks it is there
     mark = reg.mark()
-    (project / "app.sh").write_text('echo "after the loss"\n')
+    _save(project / "app.sh", 'echo "after the loss"\n')
     line = dev.line()
     assert "pushed" in line, line
     refused = [r for r in reg.requests_since(mark) if r["method"] == "PUT" and "/manifests/" in r["route"]]
@@ -271,7 +278,7 @@ def test_dev_writes_an_oci_layout_and_ignores_what_is_not_built_from(tmp_path: P
     dev.line("watching")
     (project / "notes" / "todo.md").write_text("not in any layer\n")  # in no layer: nothing happens
     (project / ".app.sh.swp").write_bytes(b"editor noise")
-    (project / "app.sh").write_text('echo "layout"\n')
+    _save(project / "app.sh", 'echo "layout"\n')
     line = dev.line()
     assert line.startswith("dev     app.sh: built code; pushed"), line  # only the code change made a cycle
     assert skopeo_inspect(f"oci:{out}:dev")["Digest"] == _digest(line) != first
@@ -279,9 +286,29 @@ def test_dev_writes_an_oci_layout_and_ignores_what_is_not_built_from(tmp_path: P
     (project / "app.sh").unlink()  # a layer's source gone: one error line, still watching
     gone = dev.line()
     assert re.match(r"^dev +app\.sh: error: layer source .*app\.sh does not exist", gone), gone
-    (project / "app.sh").write_text('echo "back"\n')
+    _save(project / "app.sh", 'echo "back"\n')
     back = dev.line()
     assert "pushed" in back and skopeo_inspect(f"oci:{out}:dev")["Digest"] == _digest(back), back
+    assert dev.interrupt() == 130
+
+
+def test_a_build_file_given_with_config_is_watched_too(tmp_path: Path, dev_processes: list[Dev]) -> None:
+    project = _project(tmp_path / "p")
+    config = tmp_path / "elsewhere" / "build.toml"  # outside the project
+    config.parent.mkdir()
+    (project / "ocibuild.toml").rename(config)
+    config.write_text(config.read_text().replace('src = "lib"', f'src = "{project / "lib"}"')
+                      .replace('src = "app.sh"', f'src = "{project / "app.sh"}"'))
+    out = tmp_path / "out"
+    dev = Dev(project, "--config", config, "--output", f"oci:{out}:dev", cache=tmp_path / "cache")
+    dev_processes.append(dev)
+    first = _digest(dev.line())
+    dev.line("watching")
+    _save(config, config.read_text().replace('"/app/app.sh"]', '"/app/app.sh", "--flag"]'))
+    line = dev.line()
+    assert "build.toml" in line and "pushed" in line, line
+    assert _digest(line) != first
+    assert skopeo_inspect(f"oci:{out}:dev")["Digest"] == _digest(line)
     assert dev.interrupt() == 130
 
 
@@ -296,7 +323,8 @@ def test_sigterm_stops_like_ctrl_c(tmp_path: Path, dev_processes: list[Dev]) -> 
     assert not dev.leftovers()
 
 
-def test_a_truncate_then_write_save_never_builds_an_empty_file(tmp_path: Path) -> None:
+def test_a_truncate_then_write_save_never_builds_an_empty_file(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """An editor that truncates, then writes a moment later: the cycle waits for the bytes."""
     project = _project(tmp_path / "p")
     plan = BuildPlan(project_dir=project, layers=(LayerSpec(src=Path("app.sh"), dest="/app/app.sh", name="code"),),
@@ -305,10 +333,15 @@ def test_a_truncate_then_write_save_never_builds_an_empty_file(tmp_path: Path) -
     assert session.cycle().error is None
     app = project / "app.sh"
     app.write_text("")  # truncated...
-    writer = threading.Timer(0.05, lambda: app.write_text('echo "whole"\n'))  # ...and written 50 ms later
-    writer.start()
+    real_sleep = time.sleep
+
+    def editor_writes_meanwhile(seconds: float) -> None:  # ...and written while the cycle waits for it
+        if app.stat().st_size == 0:
+            app.write_text('echo "whole"\n')
+        real_sleep(seconds)
+
+    monkeypatch.setattr("ocibuild.dev.time.sleep", editor_writes_meanwhile)
     cycle = session.cycle([app])
-    writer.join()
     assert cycle.error is None and cycle.result is not None
     layer = cycle.result.layers[-1].layer
     with layer.compressed() as f, tarfile.open(fileobj=f, mode="r:gz") as tar:
@@ -391,6 +424,13 @@ def podman_net(tmp_path: Path) -> Iterator[dict[str, str]]:
     run_podman(env, "system", "reset", "--force", check=False, timeout=300)
 
 
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _version(port: int) -> str | None:
     try:
         answer = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
@@ -419,7 +459,7 @@ def test_run_replaces_the_container_with_the_new_code(tmp_path: Path, plain_regi
     first = run_podman(podman_net, "ps", "-q").stdout.split()
     assert len(first) == 1
     server = app / "server.py"
-    server.write_text(server.read_text().replace('VERSION = "1"', 'VERSION = "2-dev"'))
+    _save(server, server.read_text().replace('VERSION = "1"', 'VERSION = "2-dev"'))
     pushed = dev.line()
     assert "built code" in pushed, pushed
     started = dev.line(r"^run +started")
@@ -435,6 +475,8 @@ def test_run_replaces_the_container_with_the_new_code(tmp_path: Path, plain_regi
     assert run_podman(podman_net, "ps", "-a", "-q").stdout.split() == []
     assert _version(port) is None
     assert not dev.leftovers()
+    readers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and b"ocibuild-dev-" in _cmdline(p)]
+    assert not readers, [_cmdline(p) for p in readers]  # no `podman logs -f` left behind either
 
 
 def test_known_blobs_are_kept_per_repository_bounded_and_expire(tmp_path: Path) -> None:

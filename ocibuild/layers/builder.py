@@ -13,6 +13,7 @@ import hashlib
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,8 @@ def content_hash(entry: TarEntry, hashes: FileHashes | None = None) -> str:
         raise LayerError(f"cannot read {entry.source}: {exc.strerror}") from None
     if use_cache and hashes is not None:
         hashes.put(entry.source, h.hexdigest())
-    if stamp is not None:
+    if stamp is not None and time.time() - stamp[2] / 1e9 > RACY_SECONDS:  # git's racy-clean rule: a file
+        # written within the timestamps' granularity of now may change again with the same stamp
         if len(_SMALL_HASHES) >= SMALL_HASHES_MAX:
             with contextlib.suppress(KeyError, RuntimeError, StopIteration):  # another thread trimmed it
                 _SMALL_HASHES.pop(next(iter(_SMALL_HASHES)))
@@ -111,6 +113,7 @@ def content_hash(entry: TarEntry, hashes: FileHashes | None = None) -> str:
 
 
 SMALL_HASHES_MAX = 65536
+RACY_SECONDS = 2.0
 _SMALL_HASHES: dict[tuple[str, int, int, int, int], str] = {}
 """sha256 of small files by (path, size, mtime, inode, ctime), in memory only: a long-lived process
 (``ocibuild dev``) does not read its unchanged source files again to find a layer's cache key (big

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from ..errors import RegistryError
+from ..errors import ImageNotFound, RegistryError
 from ..events import Pushed
 from ..image import Artifact, Blob, Image, Index, image_blobs, images_of, mount_source
 from ..registry.client import RegistryClient, Repository
@@ -55,17 +55,22 @@ def push_blobs(client: RegistryClient, ref: Reference, blobs: list[Blob], *,
 
 
 def _put(client: RegistryClient, ref: Reference, reference: str, raw: bytes, media: str, blobs: list[Blob],
-         jobs: int) -> None:
-    """PUT one manifest; on ``MANIFEST_BLOB_UNKNOWN`` after blobs were skipped as known: forget, push
-    ``blobs`` with HEADs, PUT again."""
+         jobs: int, skipped: bool) -> None:
+    """PUT one manifest; refused after blobs were ``skipped`` as known (``MANIFEST_BLOB_UNKNOWN``, or any
+    other refusal that is not about access: registries word it differently): forget what the repository
+    was known to hold, push ``blobs`` with HEADs, PUT again."""
     repo = Repository.from_reference(ref)
     try:
         client.put_manifest(repo, reference, raw, media)
         return
-    except RegistryError as exc:
-        if exc.code not in BLOB_MISSING or client.known is None:
+    except (RegistryError, ImageNotFound) as exc:
+        status = getattr(exc, "status", None)
+        code = getattr(exc, "code", "")
+        if not skipped or client.known is None or status in (401, 403, 429) or (
+                status is not None and status >= 500 and code not in BLOB_MISSING):
             raise
-        log.debug("%s: a blob believed present is gone (%s); pushing the image's blobs again", repo, exc)
+        log.debug("%s: the manifest was refused (%s) after blobs were taken as present; pushing them again",
+                  repo, exc)
     client.known.forget(repo)
     push_blobs(client, ref, blobs, jobs=jobs)
     client.put_manifest(repo, reference, raw, media)
@@ -77,20 +82,21 @@ def push_image(client: RegistryClient, ref: Reference, artifact: Artifact, *, jo
     (by digest when ``ref`` has no tag)."""
     images = images_of(artifact)
     blobs: dict[Digest, list[Blob]] = {image.digest: image_blobs(image) for image in images}
-    push_blobs(client, ref, [b for image in images for b in blobs[image.digest]], jobs=jobs)
+    done = push_blobs(client, ref, [b for image in images for b in blobs[image.digest]], jobs=jobs)
+    skipped = "known" in done.values()
     repo = Repository.from_reference(ref)
     top: Image | None = artifact if isinstance(artifact, Image) else None
     for image in images:
         if image is not top:
             _put(client, ref, str(image.digest), image.manifest_bytes, str(image.manifest.media_type),
-                 blobs[image.digest], jobs)
+                 blobs[image.digest], jobs, skipped)
     if isinstance(artifact, Index):
         raw, media = artifact.index_bytes, str(MediaType.OCI_INDEX)
     else:
         raw, media = artifact.manifest_bytes, str(artifact.manifest.media_type)
     digest = Digest.of(raw)
     every = [b for image in images for b in blobs[image.digest]]
-    _put(client, ref, ref.tag if ref.digest is None and ref.tag else str(digest), raw, media, every, jobs)
+    _put(client, ref, ref.tag if ref.digest is None and ref.tag else str(digest), raw, media, every, jobs, skipped)
     if client.known is not None:
         client.known.add(repo, (b.descriptor.digest for b in every))
     client.on_event(Pushed(reference=str(ref.with_digest(str(digest)) if ref.digest is None else ref), digest=digest))
