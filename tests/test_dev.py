@@ -218,7 +218,7 @@ def test_three_edits_push_only_the_code_layer_and_a_broken_build_file_keeps_watc
         since = reg.requests_since(mark)
         assert not [r for r in since if r["method"] == "HEAD" and lib_digest in r["route"]], since
         assert [r["route"] for r in since if r["method"] == "PUT" and "/manifests/" in r["route"]] == \
-            ["/v2/dev/three/manifests/dev"]
+            [f"/v2/dev/three/manifests/{digest}", "/v2/dev/three/manifests/dev"]  # by digest, then the tag
     # a syntax error in the build file: one error line, still watching
     good = (project / "ocibuild.toml").read_text()
     _save(project / "ocibuild.toml", good + "\n[layers\n")
@@ -255,7 +255,7 @@ def test_a_blob_deleted_behind_its_back_is_pushed_again(tmp_path: Path, plain_re
     line = dev.line()
     assert "pushed" in line, line
     refused = [r for r in reg.requests_since(mark) if r["method"] == "PUT" and "/manifests/" in r["route"]]
-    assert [r["status"] for r in refused] == [400, 201]  # MANIFEST_BLOB_UNKNOWN, then the retry
+    assert [r["status"] for r in refused] == [400, 201, 201]  # MANIFEST_BLOB_UNKNOWN, the retry, the tag
     assert lib_digest in _uploaded(reg, mark)
     digest, (lib, code) = _pulled_layers(reg, ref, tmp_path / "pulled")
     assert digest == _digest(line)

@@ -1,6 +1,6 @@
 """Push an image to a registry: blobs (HEAD first, cross-repository mount, streamed upload) in a
-bounded thread pool, then the manifest(s): each platform's by digest, the top-level one by tag
-(the registry stores it under its digest too).
+bounded thread pool, then the manifest(s): each platform's by digest, the top-level one by digest and
+then by tag (the tag moves only once the registry said it stored exactly those bytes).
 
 Blobs the client's ``known`` memory says the repository holds are not ``HEAD``ed. If the memory was
 wrong (the registry lost a blob), the manifest ``PUT`` is answered ``MANIFEST_BLOB_UNKNOWN``: the
@@ -78,8 +78,8 @@ def _put(client: RegistryClient, ref: Reference, reference: str, raw: bytes, med
 
 def push_image(client: RegistryClient, ref: Reference, artifact: Artifact, *, jobs: int = PUSH_JOBS) -> Digest:
     """Push an image or an index to ``ref``: every blob once (shared layers of several platforms are
-    uploaded once), each platform's manifest by digest, then the top-level manifest or index by tag
-    (by digest when ``ref`` has no tag)."""
+    uploaded once), each platform's manifest by digest, then the top-level manifest or index by digest
+    and by tag."""
     images = images_of(artifact)
     blobs: dict[Digest, list[Blob]] = {image.digest: image_blobs(image) for image in images}
     done = push_blobs(client, ref, [b for image in images for b in blobs[image.digest]], jobs=jobs)
@@ -96,7 +96,10 @@ def push_image(client: RegistryClient, ref: Reference, artifact: Artifact, *, jo
         raw, media = artifact.manifest_bytes, str(artifact.manifest.media_type)
     digest = Digest.of(raw)
     every = [b for image in images for b in blobs[image.digest]]
-    _put(client, ref, ref.tag if ref.digest is None and ref.tag else str(digest), raw, media, every, jobs, skipped)
+    # by digest first: what the registry says it stored is checked before the tag moves
+    _put(client, ref, str(digest), raw, media, every, jobs, skipped)
+    if ref.digest is None and ref.tag:
+        client.put_manifest(repo, ref.tag, raw, media)
     if client.known is not None:
         client.known.add(repo, (b.descriptor.digest for b in every))
     client.on_event(Pushed(reference=str(ref.with_digest(str(digest)) if ref.digest is None else ref), digest=digest))
