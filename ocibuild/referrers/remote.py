@@ -92,11 +92,7 @@ def attach(client: RegistryClient, where: Reference | Repository, subject: Descr
     """
     repo = repository(where)
     built = [(artifact_manifest(subject, a), a) for a in attachments]
-    pushed: set[Digest] = set(present)
-    for blob in [bytes_blob(EMPTY, EMPTY_JSON), *(bytes_blob(a.layer, a.payload) for _, a in built)]:
-        if blob.descriptor.digest not in pushed:
-            client.push_blob(repo, blob.descriptor, blob.open)
-            pushed.add(blob.descriptor.digest)
+    push_attachment_blobs(client, repo, attachments, present=present)
     for (raw, desc), _ in built:
         client.put_manifest(repo, str(desc.digest), raw, str(MediaType.OCI_MANIFEST))
     descs = [desc for (_, desc), _ in built]
@@ -132,13 +128,14 @@ def listed_referrers(client: RegistryClient, repo: Repository, subject: Digest) 
     return ImageIndex.from_dict(fallback_document(raw, f"{repo}:{tag}")).manifests
 
 
-def push_attachment_blobs(client: RegistryClient, where: Reference | Repository,
-                          attachments: Sequence[Attachment]) -> frozenset[Digest]:
-    """Push the blobs of ``attachments`` (and the empty config) once each, one at a time; returns their
-    digests. For several ``attach`` calls side by side: two uploads of one blob at once can make the
-    registry answer a HEAD with an error while the other completes."""
+def push_attachment_blobs(client: RegistryClient, where: Reference | Repository, attachments: Sequence[Attachment],
+                          *, present: frozenset[Digest] = frozenset()) -> frozenset[Digest]:
+    """Push the blobs of ``attachments`` (and the empty config) once each, one at a time, except those
+    ``present`` already; returns their digests. Pushed once before several ``attach`` calls side by
+    side: two uploads of one blob at once can make the registry answer a HEAD with an error while the
+    other completes."""
     repo = repository(where)
-    done: set[Digest] = set()
+    done: set[Digest] = set(present)
     for blob in [bytes_blob(EMPTY, EMPTY_JSON), *(bytes_blob(a.layer, a.payload) for a in attachments)]:
         if blob.descriptor.digest not in done:
             client.push_blob(repo, blob.descriptor, blob.open)
