@@ -265,10 +265,7 @@ def main() -> int:
         "buildah_storage_driver": args.driver, "big_weights_bytes": args.big_mb << 20,
         "small_weights_bytes": args.small_mb << 20,
     }
-    print("base images (cached; made with mmdebstrap on the first run) ...", file=sys.stderr)
-    base_amd, made_amd = pd.base_layout(tools, "amd64")
-    results["base"] = {"amd64": str(base_amd), "packages": pd.BASE_PACKAGES, "made_now_seconds": made_amd,
-                       "digest_amd64": pd.manifest_of(base_amd, BASE_TAG)["_digest"]}
+    base_amd, results["base"] = pd.amd64_base(tools)
 
     # lowercase hex only: buildah turns the layout path into an image name, and mkdtemp's "_" can make it invalid
     tmp = Path(os.environ.get("BENCH_TMP") or tempfile.gettempdir()) / f"ocibuild-bench-e2e-{uuid.uuid4().hex[:12]}"

@@ -572,10 +572,7 @@ def main() -> int:
         "buildah_storage_driver": args.driver, "load_average_at_start": os.getloadavg(),
         "iris_app": "examples/iris-server (" + ", ".join((APP / "requirements.txt").read_text().split()) + ")",
     }
-    print("base images (cached; made with mmdebstrap on the first run) ...", file=sys.stderr)
-    base_amd, made_amd = pd.base_layout(tools, "amd64")
-    results["base"] = {"amd64": str(base_amd), "packages": pd.BASE_PACKAGES, "made_now_seconds": made_amd,
-                       "digest_amd64": pd.manifest_of(base_amd, BASE_TAG)["_digest"]}
+    base_amd, results["base"] = pd.amd64_base(tools)
     tmp = Path(os.environ.get("BENCH_TMP") or tempfile.gettempdir()) / f"ocibuild-bench-inner-{uuid.uuid4().hex[:12]}"
     tmp.mkdir(parents=True)
     regs: list[subprocess.Popen[bytes]] = []

@@ -200,6 +200,14 @@ def manifest_of(layout: Path, tag: str) -> dict[str, Any]:
     raise SystemExit(f"python_deps: tag {tag} not in {layout}")
 
 
+def amd64_base(tools: SimpleNamespace) -> tuple[Path, dict[str, Any]]:
+    """The cached amd64 base layout (made with mmdebstrap on the first run) and what a report says of it."""
+    print("base images (cached; made with mmdebstrap on the first run) ...", file=sys.stderr)
+    base, made = base_layout(tools, "amd64")
+    return base, {"amd64": str(base), "packages": BASE_PACKAGES, "made_now_seconds": made,
+                  "digest_amd64": manifest_of(base, BASE_TAG)["_digest"]}
+
+
 def image_facts(layout: Path, tag: str, base_layers: int) -> dict[str, Any]:
     m = manifest_of(layout, tag)
     sizes = [int(layer["size"]) for layer in m["layers"]]
