@@ -11,6 +11,7 @@ validated at teardown (:func:`_conformance`); a test that writes broken images o
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -89,14 +90,17 @@ def debian_arm64_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_debian_python_layout(tmp_path_factory.mktemp("bookworm-arm64") / "layout", "bookworm-py", "arm64")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Environment dict for running ``podman`` with test-local config and vfs storage (session-scoped).
+    """Environment dict for running ``podman`` with test-local config and vfs storage (module-scoped: vfs
+    keeps a full copy per layer, so each module's images are removed when the module ends).
     Use as ``subprocess.run(["podman", ...], env=podman)`` or ``harness.runtime.podman(podman, ...)``."""
-    env = podman_env(tmp_path_factory.mktemp("podman"))
+    root = tmp_path_factory.mktemp("podman")
+    env = podman_env(root)
     yield env
     # free the (vfs = full copy per layer) storage; best effort
     run_podman(env, "system", "reset", "--force", check=False)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------------
