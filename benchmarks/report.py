@@ -30,6 +30,7 @@ BENCHMARKS = {
     "e2e": "python3 benchmarks/e2e.py",
     "cold_start": "python3 benchmarks/cold_start.py",
     "inner_loop": "python3 benchmarks/inner_loop.py",
+    "batch": "python3 benchmarks/batch.py",
 }
 
 
@@ -164,6 +165,17 @@ def headlines(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                     rows.append(_row("inner_loop", f"{where}: no-op rebuild + push, fresh process, p50 s",
                                      f"{st['ocibuild_build']['noop']['p50']:.2f}", "buildah build + push",
                                      f"{b['noop']['p50']:.2f}", q["ocibuild_build"]["noop_p50"]))
+    if "batch" in results:
+        r = results["batch"]
+        with get("batch"):
+            fleets = r["fleets"]
+            for f in sorted({fleets[0]["projects"]: fleets[0], fleets[-1]["projects"]: fleets[-1]}.values(),
+                            key=lambda f: f["projects"]):
+                n, o, b = f["projects"], f["ocibuild"], f["buildah"]
+                for step, label in (("cold", "cold"), ("edit", "after a one-file edit in one project")):
+                    rows.append(_row("batch", f"{n} model-server project(s), build + push: {label}, s",
+                                     f"{o[step]['seconds']:.2f}", "loop of buildah build + push",
+                                     f"{b[step]['seconds']:.2f}", f["ratios_buildah_over_ocibuild"][step]))
     return rows
 
 

@@ -17,12 +17,24 @@ The library API (the CLI is a thin layer over it). Build, then publish::
 
 or read a project's build file: ``ocibuild.load_plan("examples/hello")``. Model files become an
 image of their own with ``ocibuild.build_model``; ``ocibuild.resolve.resolve`` builds and pushes what
-Kubernetes YAML refers to; ``ocibuild.DevSession`` with ``ocibuild.dev.watch`` is the inner loop
+Kubernetes YAML refers to; ``ocibuild.build_many`` builds many projects (``load_workspace``) in one
+batch, sharing their layers; ``ocibuild.rebase`` puts an image's own layers on a new base without
+rebuilding them; ``ocibuild.DevSession`` with ``ocibuild.dev.watch`` is the inner loop
 (rebuild and publish on every save). Images can also be composed by hand:
 ``ocibuild.mutate.append(base, ocibuild.mutate.Addendum(layer=...))``.
 """
 
 from . import mutate
+from .batch import (
+    BatchProject,
+    BatchResult,
+    ProjectFailure,
+    ProjectPlan,
+    ProjectResult,
+    build_many,
+    load_workspace,
+    plan_projects,
+)
 from .build import BuildMemo, BuildResult, BuildResultPlatform, LayerReport, build
 from .config import Overrides, load_plan
 from .dev import DevSession
@@ -34,6 +46,7 @@ from .errors import (
     LayerError,
     OcibuildError,
     OutputError,
+    RebaseError,
     RegistryError,
     RemoteFileNotFound,
     ResolutionError,
@@ -49,6 +62,7 @@ from .layers import Compression
 from .models import ModelBuild, WeightsLock, build_model
 from .plan import BuildPlan, FileEntry, ImageSettings, LayerSpec, ModelSpec, PythonSpec, plan_schema
 from .publish import publish
+from .rebase import RebaseResult, rebase
 from .sinks import DockerArchiveSink, LayoutSink, MultiSink, OciArchiveSink, RegistrySink, Sink, sink_for
 from .sources import base_platforms, resolve_base
 from .spec import Digest, Platform, Reference
@@ -59,6 +73,8 @@ from .version import __version__
 __all__ = [
     "Artifact",
     "BaseResolved",
+    "BatchProject",
+    "BatchResult",
     "BlobLayer",
     "BlobTransferred",
     "BuildMemo",
@@ -107,8 +123,13 @@ __all__ = [
     "Overrides",
     "Platform",
     "Progress",
+    "ProjectFailure",
+    "ProjectPlan",
+    "ProjectResult",
     "Pushed",
     "PythonSpec",
+    "RebaseError",
+    "RebaseResult",
     "Reference",
     "Registry",
     "RegistryError",
@@ -125,13 +146,17 @@ __all__ = [
     "__version__",
     "base_platforms",
     "build",
+    "build_many",
     "build_model",
     "inspect_image",
     "load_plan",
+    "load_workspace",
     "mutate",
     "parse_location",
+    "plan_projects",
     "plan_schema",
     "publish",
+    "rebase",
     "resolve_base",
     "sink_for",
 ]

@@ -38,6 +38,7 @@ __all__ = ["BuildInputs", "BuildMemo", "BuildResult", "BuildResultPlatform", "La
            "build_file_layers", "plan_sinks"]
 
 T = TypeVar("T")
+_SHARED_LOCK = threading.Lock()
 
 
 class BuildMemo:
@@ -355,6 +356,9 @@ def _build_one(plan: BuildPlan, store: ContentStore, platform: Platform | None, 
     base = _kept(memo, ("base", str(location), str(platform)),
                  lambda: resolve_base(location, store, platform, client=client))
     scratch = isinstance(location, Scratch)
+    if not scratch:  # where `ocibuild rebase` finds it again by the base.digest annotation
+        store.put_bytes(base.manifest_bytes)
+        store.put_bytes(base.config_bytes)
     on_event(BaseResolved(base=str(location), digest=None if scratch else base.digest, layers=len(base.layers),
                           platform=str(base.config.platform)))
     created = rfc3339(plan.source_date_epoch)
@@ -453,6 +457,12 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
     for sink in plan_sinks(plan, client=client, session=session):
         sink.check()
     client = _registry_client(plan, client, session, on_event)
+    if plan.cache_repo:
+        with _SHARED_LOCK:  # builds of a batch share one store: the first opens the cache for all
+            if store.shared is None:
+                from .cacherepo import open_cache_repo
+
+                store.shared = open_cache_repo(plan.cache_repo, client, session, on_event)
     targets = _targets(plan, store, client, on_event, memo)
     if len(targets) > 1 and any(isinstance(o, DockerArchive) for o in plan.outputs):
         raise OutputError(f"a docker archive holds one platform, but {len(targets)} were asked for "

@@ -72,7 +72,7 @@ class _Reporter:
             sys.stderr.flush()
 
     def __call__(self, event: Event) -> None:
-        if self.quiet:
+        if self.quiet and not (isinstance(event, Note) and event.warning):
             return
         if isinstance(event, BaseResolved):
             at = f"@{event.digest}" if event.digest else ""
@@ -166,12 +166,31 @@ def _project_arguments(p: argparse.ArgumentParser) -> None:
                     help="the uv workspace member to install, with its dependencies from uv.lock")
     p.add_argument("--config", type=Path, help="build file (default: PROJECT/ocibuild.toml or pyproject.toml)")
     p.add_argument("--cache-dir", type=Path, help=f"content store (default: $OCIBUILD_CACHE or {default_cache_dir()})")
+    p.add_argument("--cache-repo", metavar="REGISTRY/REPO",
+                   help="a registry repository shared by every machine as a cache of resolutions and layers "
+                        "(default: $OCIBUILD_CACHE_REPO or cache_repo in the build file; 'none' turns it off)")
     p.add_argument("--creds", metavar="USER:PASSWORD", help="registry credentials (default: docker/podman logins)")
     p.add_argument("--base-creds", metavar="USER:PASSWORD", help="credentials for the base's registry only")
     _registry_options(p)
     p.add_argument("--embed-models", action="store_true",
                    help="put the build file's [[models]] into the app image as layers (for runtimes without "
                         "image volumes) instead of model images of their own")
+
+
+def _batch_arguments(b: argparse.ArgumentParser) -> None:
+    """``build``'s batch form: several PROJECTs (the shared positional made ``nargs="*"``), ``--workspace``."""
+    for action in b._actions:
+        if action.dest == "project":
+            action.nargs = "*"
+            action.default = ["."]
+            action.metavar = "PROJECT"
+            action.help = "project folder (default: .); several are built in one batch, sharing their layers"
+    batch = b.add_argument_group("batch builds (several PROJECTs or --workspace)")
+    batch.add_argument("--workspace", type=Path, metavar="FILE",
+                       help="build every project a workspace file lists (TOML: [workspace] projects = globs, "
+                            "output = a template with {name}; [[project]] path = ..., output = ...)")
+    batch.add_argument("--jobs", "-j", type=int, metavar="N",
+                       help="images built side by side (default: min(4, CPUs))")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -182,6 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="build an image from a project folder",
                        description="Build an image from PROJECT (default: the current folder).")
     _project_arguments(b)
+    _batch_arguments(b)
     b.add_argument("--plan", type=Path, metavar="FILE",
                    help="build from a JSON build plan (as --print-plan writes it) instead of the build file")
     b.add_argument("--print-plan", action="store_true",
@@ -236,6 +256,27 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--update-lock", action="store_true", help="rewrite --lock from the files as they are now")
     _store_and_registry_options(m, "registry credentials")
     _result_options(m, "model image", debug=False)
+
+    rb = sub.add_parser("rebase", help="put an image's own layers on a new base, without rebuilding them",
+                        description="Replace the base layers of the image at LOCATION (each platform of an index) "
+                                    "with those of --base: the image's own layers are kept as they are (the same "
+                                    "blobs), the config is recomputed (diff_ids, history, the base's environment "
+                                    "and entrypoint where the image took them from the old base) and the base "
+                                    "annotations name the new base. The old base is found from the image's "
+                                    "org.opencontainers.image.base.digest annotation (in the content store, where "
+                                    "a build keeps it, or in the registry base.name names), or given with "
+                                    "--old-base; it must be the image's first layers. Several LOCATIONs take one "
+                                    "--output each, paired in order. Nothing is written unless every image "
+                                    "rebases.")
+    rb.add_argument("location", nargs="+", metavar="LOCATION",
+                    help="the image: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE, docker://REF")
+    rb.add_argument("--base", required=True, metavar="NEW", help="the new base (any location, e.g. oci:DIR:TAG)")
+    rb.add_argument("--old-base", metavar="OLD",
+                    help="the base the image was built on (default: found from its base.digest annotation)")
+    rb.add_argument("--output", "-o", action="append", default=[], required=True, metavar="LOCATION",
+                    help="where to write the rebased image (repeatable; with several LOCATIONs, one each, in order)")
+    _store_and_registry_options(rb, "registry credentials")
+    _result_options(rb, "rebased image", debug=False)
 
     fetch = sub.add_parser("fetch", help="download the wheels a project needs into a wheelhouse folder",
                            description="Resolve PROJECT's Python dependencies for each platform of its base and "
@@ -362,13 +403,17 @@ def _load_build_plan(args: argparse.Namespace) -> BuildPlan:
         annotations=tuple(args.annotation), ports=tuple(args.port), layers=tuple(args.layer),
         compression=args.compression, requirements=args.requirements, python=args.python,
         python_version=args.python_version, find_links=tuple(args.find_links), index_url=args.index_url,
-        no_index=args.no_index, package=args.package,
+        no_index=args.no_index, package=args.package, cache_repo=args.cache_repo,
     )
     return load_plan(Path(args.project), overrides=overrides, config_file=args.config,
                      embed_models=args.embed_models)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
+    projects = args.project if isinstance(args.project, list) else [args.project]
+    if args.workspace is not None or len(projects) > 1:
+        return _cmd_build_many(args, projects)
+    args.project = projects[0]
     plan = _load_build_plan(args)
     if args.print_plan:
         sys.stdout.write(plan.to_json())
@@ -407,6 +452,101 @@ def _build_client(args: argparse.Namespace, plan: BuildPlan, store: ContentStore
     client = _client(args, reporter, explicit)  # type: ignore[arg-type]
     client.known = KnownBlobs(store)
     return client
+
+
+class _ProjectReporter(_Reporter):
+    """A batch project's lines, each behind its name (no live progress: builds run side by side)."""
+
+    _shared = threading.Lock()
+
+    def __init__(self, quiet: bool, name: str, width: int) -> None:
+        super().__init__(quiet)
+        self.tty = False
+        self._lock = self._shared
+        self.prefix = f"{name:<{width}} | "
+
+    def _line(self, text: str) -> None:
+        super()._line(self.prefix + text)
+
+
+def _cmd_build_many(args: argparse.Namespace, projects: list[str]) -> int:
+    """``build A B ...`` / ``build --workspace FILE``: every project in one batch (``ocibuild.batch``)."""
+    from dataclasses import replace
+
+    from .batch import BatchProject, build_many, load_workspace, plan_projects, summary_lines
+    from .transports import Registry
+
+    for flag, given in (("--plan", args.plan is not None), ("--print-plan", args.print_plan),
+                        ("--config", args.config is not None)):
+        if given:
+            raise ConfigError(f"{flag} is for one project; build the projects one by one, or drop {flag}")
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: give a number of images to build side by side, 1 or more")
+    if args.workspace is not None:
+        if projects != ["."]:
+            raise ConfigError("give PROJECT folders or --workspace FILE, not both")
+        entries = load_workspace(args.workspace)
+    else:
+        entries = [BatchProject.at(p) for p in projects]
+    if len(entries) > 1:
+        for output in args.output:
+            if "{name}" not in output:
+                raise ConfigError(f"--output {output}: with several projects each needs its own output; put {{name}} "
+                                  "(the project folder's name) in it, e.g. docker://REGISTRY/fleet/{name}:latest")
+
+    def load(project: BatchProject, outputs: tuple[str, ...]) -> BuildPlan:
+        return _load_build_plan(argparse.Namespace(**{**vars(args), "project": str(project.path),
+                                                      "output": list(outputs)}))
+
+    plans = plan_projects(entries, overrides=Overrides(outputs=tuple(args.output)), load=load)
+    good = [p.plan for p in plans if p.plan is not None]
+    store = _store(args)
+    reporter = _Reporter(args.quiet or args.json)
+    reporter._lock = _ProjectReporter._shared  # the batch's lines and the projects' never cut into each other
+    client = None
+    if good:
+        registries = [p for p in good if any(isinstance(loc, Registry)
+                                             for loc in (p.base, *p.bases.values(), *p.outputs))]
+        client = _build_client(args, (registries or good)[0], store, reporter)
+    key = None
+    if args.sign_key is not None:  # loaded (and its password asked) once, before anything is built
+        from .signing_cli import load_key
+
+        key = load_key(args.sign_key)
+    unsigned = argparse.Namespace(**{**vars(args), "sign_key": None})
+
+    def evidence(plan: BuildPlan) -> Evidence:
+        if key is not None and not any(isinstance(o, Registry) for o in plan.outputs):
+            raise ConfigError("--sign-key: signatures are pushed to registries; add a docker:// output")
+        return replace(_evidence(unsigned, plan), sign_key=key)
+
+    width = max(len(e.name) for e in entries)
+    batch = build_many(plans, store=store, client=client, on_event=reporter, jobs=args.jobs,
+                       project_events=lambda name: _ProjectReporter(args.quiet or args.json, name, width),
+                       update_lock=args.update_lock, evidence=evidence)
+    debug = args.debug or bool(os.environ.get("OCIBUILD_DEBUG"))
+    if not args.quiet:
+        sys.stderr.write("".join(line + "\n" for line in summary_lines(batch)))
+    for failure in batch.failed:
+        if debug and failure.exception is not None:
+            traceback.print_exception(failure.exception)
+        print(f"ocibuild: error: {failure.name} ({failure.path}): {_with_flags(failure.error)}", file=sys.stderr)
+    digests = "".join(r.digest + "\n" for r in batch.results)
+    document = batch.to_dict()
+    for flag, path, data in (("--digest-file", args.digest_file, digests),
+                             ("--result-json", args.result_json, json.dumps(document, indent=2) + "\n")):
+        if path is not None:
+            try:
+                atomic_write_bytes(path, data.encode())
+            except OSError as exc:
+                raise ConfigError(f"{flag} {path}: {exc.strerror}") from None
+    if args.json:
+        print(json.dumps(document, indent=2))
+    elif args.quiet:
+        sys.stdout.write(digests)
+    else:
+        sys.stdout.write("".join(f"{r.digest}  {r.path}\n" for r in batch.results))
+    return 0 if batch.ok else 1
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
@@ -588,6 +728,43 @@ def _cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rebase(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .rebase import rebase
+    from .timestamps import source_date_epoch
+    from .transports import Registry, parse_location
+
+    images = [parse_location(loc) for loc in args.location]
+    outputs = [parse_location(o) for o in args.output]
+    if len(images) > 1 and len(outputs) != len(images):
+        raise ConfigError(f"rebase: {len(images)} images but {len(outputs)} --output; give one --output per image, "
+                          "in the same order")
+    pairs = [(images[0], outputs)] if len(images) == 1 else [(i, [o]) for i, o in zip(images, outputs, strict=True)]
+    old = parse_location(args.old_base) if args.old_base else None
+    new = parse_location(args.base)
+    reporter = _Reporter(args.quiet or args.json)
+    store = _store(args)
+    client = None
+    if any(isinstance(loc, Registry) for loc in (*images, *outputs, new, old)):
+        from .registry import KnownBlobs
+
+        client = _client(args, reporter, _creds(args))
+        client.known = KnownBlobs(store)
+    sinks = [[sink_for(o, client=client, mtime=source_date_epoch()) for o in outs] for _, outs in pairs]
+    for sink in (s for group in sinks for s in group):
+        sink.check()
+    # every image is rebased (in memory) before anything is written: one that fails writes nothing
+    results = [rebase(image, new, store=store, old_base=old, client=client, on_event=reporter) for image, _ in pairs]
+    done = [replace(r, outputs=publish(r.artifact, group, on_event=reporter)) for r, group in zip(results, sinks,
+                                                                                                  strict=True)]
+    if len(done) == 1:
+        _write_results(args, done[0].digest, done[0].to_dict())
+    else:
+        _write_results(args, "\n".join(r.digest for r in done), {"images": [r.to_dict() for r in done]})
+    return 0
+
+
 def _platform_list(text: str | None) -> list[Platform]:
     try:
         return [Platform.parse(p) for p in text.split(",")] if text else []
@@ -730,7 +907,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         commands = {"login": _cmd_login, "fetch": _cmd_fetch, "build": _cmd_build, "dev": _cmd_dev, "base": _cmd_base,
-                    "inspect": _cmd_inspect, "model": _cmd_model, "resolve": _cmd_resolve,
+                    "inspect": _cmd_inspect, "model": _cmd_model, "rebase": _cmd_rebase, "resolve": _cmd_resolve,
                     "sbom": referrer_commands.cmd_sbom, "provenance": referrer_commands.cmd_provenance}
         command = commands.get(args.command) or args.func
         return int(command(args))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import shlex
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,7 @@ from .transports import DebianBase, Location, parse_location
 T = TypeVar("T")
 BUILD_FILE = "ocibuild.toml"
 TOP_KEYS = ("base", "platform", "platforms", "entrypoint", "cmd", "workdir", "user", "env", "labels", "annotations",
-            "ports", "volumes", "stop_signal", "layers", "compression", "outputs", "python", "models")
+            "ports", "volumes", "stop_signal", "layers", "compression", "outputs", "python", "models", "cache_repo")
 LAYER_KEYS = tuple(k for k in field_names(LayerSpec) if k != "files")  # explicit entries come only from a plan
 PYTHON_KEYS = field_names(PythonSpec)
 MODEL_KEYS = field_names(ModelSpec)
@@ -54,6 +55,26 @@ class Overrides:
     index_url: str | None = None
     no_index: bool = False
     package: str | None = None
+    cache_repo: str | None = None
+
+
+def _cache_repo(overrides: Overrides, data: Mapping[str, Any], environ: Mapping[str, str] | None,
+                where: str) -> str | None:
+    """The shared cache repository: ``--cache-repo``, else ``$OCIBUILD_CACHE_REPO``, else ``cache_repo`` in
+    the build file (checked to be ``REGISTRY/REPO``); "" or "none" turns it off."""
+    from .cacherepo import ENV, parse_cache_repo
+
+    env = os.environ if environ is None else environ
+    for text, source in ((overrides.cache_repo, "--cache-repo"), (env.get(ENV), ENV),
+                         (data.get("cache_repo"), f"{where}: cache_repo")):
+        if text is None:
+            continue
+        text = _str(text, "cache_repo", where) if source != "--cache-repo" else text
+        if text.strip().lower() in ("", "none"):
+            return None
+        ref = parse_cache_repo(text.strip(), source)
+        return f"{ref.registry}/{ref.repository}"
+    return None
 
 
 def _unknown(keys: Sequence[str], valid: Sequence[str], where: str) -> None:
@@ -507,6 +528,7 @@ def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), co
     for model in models:
         _inside(LayerSpec(src=model.src, dest="/"), project)
     lock_dir = build_file.parent if build_file is not None else project  # weights.lock: beside the build file
+    cache_repo = _cache_repo(overrides, data, environ, where)
     try:
         return BuildPlan(
             project_dir=project,
@@ -522,6 +544,7 @@ def load_plan(project_dir: Path | str, *, overrides: Overrides = Overrides(), co
             embed_models=embed_models,
             weights_lock=lock_dir.absolute() / "weights.lock" if models else None,
             source_date_epoch=source_date_epoch(environ),
+            cache_repo=cache_repo,
         )
     except InvalidValue as exc:  # a NUL byte in a command-line value or the project path
         raise ConfigError(f"{where}: {exc}") from None

@@ -16,6 +16,7 @@ OcibuildError
 ├── OutputError              an output cannot be written
 ├── DiskFull                 a write failed for lack of space (or quota): names the file and what to do
 ├── RegistryError            talking to a registry failed
+├── RebaseError              an image cannot be rebased: its old base is unknown or not its first layers
 └── VerificationFailed       an image's signatures or attestations do not verify with the key given
 
 Library errors name the build-file key that was wrong (``python.libc``); the CLI says which
@@ -94,6 +95,11 @@ class RegistryError(OcibuildError):
 
     status: int | None = None
     code: str = ""
+
+
+class RebaseError(OcibuildError):
+    """An image cannot be rebased (``ocibuild rebase``): its old base cannot be found, is not a prefix
+    of its layers, or the new base does not fit its platform; the message says which and what to do."""
 
 
 class VerificationFailed(OcibuildError):

@@ -77,9 +77,11 @@ class Pushed:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Note:
-    """A line of information about a step (e.g. the target Python found, dependencies resolved)."""
+    """A line of information about a step (e.g. the target Python found, dependencies resolved);
+    ``warning``: something went wrong that the build worked around (shown even with ``--quiet``)."""
 
     text: str
+    warning: bool = False
 
 
 Event = BaseResolved | LayerDone | OutputDone | BlobTransferred | Progress | Pushed | Note

@@ -198,8 +198,11 @@ class BlobLayer:
         return open_uncompressed(self.opener())
 
 
-def store_layer(store: ContentStore, desc: Descriptor, diff_id: Digest) -> BlobLayer:
-    """A layer whose blob is already in ``store``."""
+def store_layer(store: ContentStore, desc: Descriptor, diff_id: Digest) -> Layer:
+    """A layer whose blob is in ``store``, or else in the store's shared cache (``--cache-repo``: a
+    layer another machine built, mounted from there or fetched on first read)."""
+    if store.shared is not None and not store.has(desc.digest):
+        return store.shared.layer(store, desc, diff_id)
     return BlobLayer(desc=desc, diff=diff_id, opener=lambda: store.open(desc.digest))
 
 

@@ -292,6 +292,7 @@ class BuildPlan:
     embed_models: bool = False
     weights_lock: Path | None = None
     source_date_epoch: int = 0
+    cache_repo: str | None = None
     uid: int = 0
     gid: int = 0
 

@@ -74,6 +74,11 @@ def publish(what: BuildResult | Artifact, sinks: Sequence[Sink | Location | str]
             written.append(str(sink))
             on_event(OutputDone(output=str(sink), digest=image.digest, seconds=time.monotonic() - start))
     if result is not None:
+        if result.store is not None and result.store.shared is not None:  # --cache-repo: what this build made
+            from .transports import Registry
+
+            result.store.shared.flush(result.store, [o.reference for o in result.plan.outputs
+                                                     if isinstance(o, Registry)])
         return replace(result, outputs=(*result.outputs, *written))
     return tuple(written)
 

@@ -24,10 +24,13 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from .errors import DigestMismatch, DiskFull, OcibuildError, StoreError
-from .spec import Digest, canonical_json
+from .spec import Descriptor, Digest, canonical_json
+
+if TYPE_CHECKING:
+    from .image import Layer
 
 CHUNK = 1 << 20
 STALE_TMP_SECONDS = 6 * 3600  # temp files (store tmp/, ``.NAME.tmp-*`` beside outputs) older than this are swept
@@ -177,8 +180,29 @@ class BlobWriter:
             self.abort()
 
 
+SHARED_RECORDS = ("resolve-", "target-", "imagefs-walk-", "debian-lock-")
+"""The records a shared cache (``--cache-repo``) holds besides layer selectors and wheel choices:
+the Python resolution, a base's target interpreter, the file listings SBOMs read, the lock of the
+default Debian base (its package set resolved)."""
+
+
+class SharedCache(Protocol):
+    """Records and layer blobs shared between machines (``ocibuild.cacherepo.CacheRepo``)."""
+
+    def get(self, key: str) -> Any: ...
+    def put(self, key: str, value: Any, layer: Descriptor | None = None) -> None: ...
+    def has_blob(self, desc: Descriptor) -> bool: ...
+    def layer(self, store: ContentStore, desc: Descriptor, diff_id: Digest) -> Layer: ...
+    def flush(self, store: ContentStore, mount_from: Any = ()) -> None: ...
+
+
 class ContentStore:
-    """Blobs by digest plus the selector index. Safe to share between concurrent builds."""
+    """Blobs by digest plus the selector index. Safe to share between concurrent builds.
+
+    ``shared`` (None unless set, e.g. by ``--cache-repo``) is a second tier for what other machines
+    built: consulted when a shared record or layer selector is not here, written to when one is made."""
+
+    shared: SharedCache | None = None
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).expanduser().absolute()
@@ -262,31 +286,65 @@ class ContentStore:
         return self.root / "selectors" / f"{key}.json"
 
     def get_record(self, key: str) -> Any:
-        """The JSON value stored under ``key`` (None if absent or unreadable: records are a cache)."""
+        """The JSON value stored under ``key`` (None if absent or unreadable: records are a cache);
+        a shared record (``SHARED_RECORDS``) missing here is looked up in ``shared`` and kept."""
         try:
             return json.loads(self._selector_path(key).read_bytes())
         except (OSError, ValueError):
+            pass
+        if self.shared is None or not key.startswith(SHARED_RECORDS):
             return None
+        value = self.shared.get(key)
+        if value is not None:
+            with contextlib.suppress(OcibuildError):
+                self._write_record(key, value)
+        return value
 
     def put_record(self, key: str, value: Any) -> None:
+        self._write_record(key, value)
+        if self.shared is not None and key.startswith(SHARED_RECORDS):
+            self.shared.put(key, value)
+
+    def _write_record(self, key: str, value: Any) -> None:
         try:
             atomic_write_bytes(self._selector_path(key), canonical_json(value), tmp_dir=self.tmp_dir,
                                hint=STORE_HINT)
         except OSError as exc:
             raise write_error(exc, self._selector_path(key), STORE_HINT) from None
 
-    def get_selector(self, key: str) -> dict[str, Any] | None:
-        """The record stored for ``key``, if any and if the blob it names is still present."""
+    def get_selector(self, key: str, *, shared: bool = False) -> dict[str, Any] | None:
+        """The record stored for ``key``, if any and if the blob it names is still present. With
+        ``shared``, one missing here comes from the ``shared`` cache: a layer record (it has a
+        ``diff_id``) only if the cache holds its blob (``layer_for`` then gives the layer), another
+        record (a wheel choice) as it is."""
         record = self.get_record(key)
         try:
-            if not self.has(Digest.parse(record["digest"])):
-                return None
+            if self.has(Digest.parse(record["digest"])):
+                return dict(record)
+        except (KeyError, ValueError, TypeError):
+            pass
+        if not shared or self.shared is None:
+            return None
+        remote = self.shared.get(key)
+        try:
+            digest = Digest.parse(remote["digest"])
+            if "diff_id" in remote:
+                Digest.parse(remote["diff_id"])
+                if not self.has(digest) and not self.shared.has_blob(
+                        Descriptor(media_type=str(remote["media_type"]), digest=digest, size=int(remote["size"]))):
+                    return None
         except (KeyError, ValueError, TypeError):
             return None
-        return dict(record)
+        return dict(remote)
 
-    def put_selector(self, key: str, record: Mapping[str, Any]) -> None:
-        self.put_record(key, dict(record))
+    def put_selector(self, key: str, record: Mapping[str, Any], *, shared: bool = False) -> None:
+        self._write_record(key, dict(record))
+        if shared and self.shared is not None:
+            layer = None
+            if "diff_id" in record:
+                layer = Descriptor(media_type=str(record["media_type"]), digest=Digest.parse(record["digest"]),
+                                   size=int(record["size"]))
+            self.shared.put(key, dict(record), layer)
 
     def iter_blobs(self) -> Iterator[Digest]:
         for algo_dir in (self.root / "blobs").iterdir():

@@ -18,8 +18,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("image", "mutate", "imagefs"),
     ("transports", "plan", "debianspec", "transfer", "kube"),
     ("registry",),
-    ("sources", "sinks", "inspect", "debian", "python", "referrers", "models", "signing", "cliargs"),
-    ("build", "publish", "config", "attest", "rebuild", "resolve", "evidence", "dev", "devrun"),
+    ("sources", "sinks", "inspect", "debian", "python", "referrers", "models", "signing", "cliargs", "cacherepo"),
+    ("build", "publish", "config", "attest", "rebuild", "resolve", "evidence", "dev", "devrun", "rebase", "batch"),
     ("cli", "signing_cli", "__main__", "__init__"),
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -76,6 +76,7 @@ FULL = BuildPlan(
     embed_models=True,
     weights_lock=Path("/work/proj/weights.lock"),
     source_date_epoch=1700000000,
+    cache_repo="registry.example.com/team/cache",
     uid=1000,
     gid=1001,
 )

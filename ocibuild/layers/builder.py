@@ -205,7 +205,7 @@ def build_layer(entries: Sequence[TarEntry], store: ContentStore, *,
                 salt: str = "") -> BuiltLayer:
     """Write ``entries`` as one compressed layer blob into ``store`` (or reuse the cached one)."""
     key = input_key(entries, compression, options, salt, FileHashes(store)) if use_cache else ""
-    if key and (record := store.get_selector(key)):
+    if key and (record := store.get_selector(key, shared=True)):
         return from_record(record, compression, annotations)
     with store.writer() as w:
         pipe = _Pipeline(compression.compressor(), w)
@@ -223,7 +223,7 @@ def build_layer(entries: Sequence[TarEntry], store: ContentStore, *,
         diff_id=Digest.from_hasher(pipe.diff),
     )
     if key:
-        store.put_selector(key, to_record(built))
+        store.put_selector(key, to_record(built), shared=True)
     return built
 
 
@@ -249,9 +249,9 @@ def keyed_layer(key: str, make_entries: Callable[[], Sequence[TarEntry]], store:
     install target), checked before ``make_entries`` runs: a hit reads no input at all."""
     full = hashlib.sha256(canonical_json([RECIPE_VERSION, "keyed", key, str(compression), options.uid,
                                           options.gid, options.mtime])).hexdigest()
-    if record := store.get_selector(full):
+    if record := store.get_selector(full, shared=True):
         return from_record(record, compression, annotations)
     built = build_layer(make_entries(), store, compression=compression, options=options, annotations=annotations,
                         use_cache=False)
-    store.put_selector(full, to_record(built))
+    store.put_selector(full, to_record(built), shared=True)
     return built

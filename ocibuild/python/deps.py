@@ -32,7 +32,7 @@ from ..plan import PythonSpec
 from ..spec.annotations import DEFAULT_PATH
 from ..store import ContentStore
 from .bytecode import Compiler, add_bytecode, choose_compiler, image_compiler
-from .fetch import FetchedWheel, candidates, fetch_wheel, pick
+from .fetch import FetchedWheel, candidates, fetch_wheel, local_wheel, pick
 from .resolve import (
     IndexSettings,
     Pin,
@@ -81,7 +81,7 @@ class DepsResult:
 
 def _is_big(wheel: FetchedWheel, spec: PythonSpec) -> bool:
     name = wheel.pin.name
-    return name in KNOWN_BIG or name.startswith("nvidia-") or wheel.path.stat().st_size >= spec.big_wheel_mb * 1e6
+    return name in KNOWN_BIG or name.startswith("nvidia-") or wheel.file_size() >= spec.big_wheel_mb * 1e6
 
 
 def group_wheels(wheels: list[FetchedWheel], spec: PythonSpec) -> list[tuple[str, list[FetchedWheel]]]:
@@ -89,7 +89,7 @@ def group_wheels(wheels: list[FetchedWheel], spec: PythonSpec) -> list[tuple[str
     platform wheels apart), so a change to one small dependency touches one bucket. At most
     ``max_layers - 1`` groups (one layer is the venv itself)."""
     budget = max(3, spec.max_layers - 1)
-    big = sorted((w for w in wheels if _is_big(w, spec)), key=lambda w: -w.path.stat().st_size)
+    big = sorted((w for w in wheels if _is_big(w, spec)), key=lambda w: -w.file_size())
     small = [w for w in wheels if w not in big]
     keep_big = big[: max(0, budget - min(SMALL_BUCKETS, budget // 2))] if len(big) > budget - 1 else big
     small += [w for w in big if w not in keep_big]
@@ -258,7 +258,8 @@ def dependency_layers(spec: PythonSpec, base: Image, store: ContentStore, projec
 
     def group_layer(label: str, group: list[FetchedWheel]) -> DepsLayer:
         return keyed(label, f"wheels {layout_key} {sorted(w.sha256 for w in group)}{compiled}",
-                     lambda: _entries([w.path for w in group], layout, compiler),
+                     lambda: _entries([local_wheel(w, target, index, store, session) for w in group], layout,
+                                      compiler),
                      tuple(f"{w.pin.name}=={w.pin.version}" for w in group))
 
     # layers are independent (install, compile in their own process, compress): build them side by side
@@ -328,7 +329,7 @@ def fetch_wheelhouse(spec: PythonSpec, bases: list[Image], store: ContentStore, 
         files: list[tuple[str, Path]] = []
         sdists = 0
         for pin in pins:
-            wheel = fetch_wheel(pin, target, index, store, session)
+            wheel = fetch_wheel(pin, target, index, store, session, shared=False)
             if wheel.sdist is None:
                 files.append((wheel.filename, wheel.path))
                 continue

@@ -88,6 +88,11 @@ class FetchedWheel:
     downloaded: bool  # downloaded (or built from an sdist) by this call
     sdist: SdistOrigin | None = None  # set when the wheel was built from an sdist on this machine
     url: str = ""  # where the wheel came from (credentials and query removed); "" if built here or not recorded
+    size: int = -1  # the file's size in bytes (-1: read it from ``path``)
+
+    def file_size(self) -> int:
+        """The wheel file's size, known without the file for a choice taken from a shared cache."""
+        return self.size if self.size >= 0 else self.path.stat().st_size
 
 
 class _Links(html.parser.HTMLParser):
@@ -240,6 +245,19 @@ def pick(pin: Pin, found: list[Candidate], target: TargetPython) -> Candidate:
     return best[1]
 
 
+def local_wheel(wheel: FetchedWheel, target: TargetPython, index: IndexSettings, store: ContentStore,
+                session: requests.Session) -> Path:
+    """``wheel``'s file on this machine: as it is, or (a choice taken from the shared cache) fetched now,
+    checked to be the file the choice names."""
+    if wheel.path.is_file():
+        return wheel.path
+    fetched = fetch_wheel(wheel.pin, target, index, store, session, shared=False)
+    if fetched.sha256 != wheel.sha256:
+        raise ResolutionError(f"{wheel.filename}: the index now serves sha256 {fetched.sha256}, not the "
+                              f"{wheel.sha256} the shared cache recorded; build without --cache-repo once")
+    return fetched.path
+
+
 def stored_file(store: ContentStore, sha256: str, filename: str) -> Path:
     """``wheels/<sha256>/<filename>``: a stored wheel (or sdist) blob under its file name (a hard link)."""
     link = store.root / "wheels" / sha256 / filename
@@ -314,17 +332,27 @@ def _download(cand: Candidate, pin: Pin, store: ContentStore, session: requests.
 
 
 def fetch_wheel(pin: Pin, target: TargetPython, index: IndexSettings, store: ContentStore,
-                session: requests.Session, *, build_sdists: bool = True) -> FetchedWheel:
+                session: requests.Session, *, build_sdists: bool = True, shared: bool = True) -> FetchedWheel:
     """The wheel for ``pin`` on ``target``: from the store if chosen before, else found and downloaded;
-    with no fitting wheel but an sdist (and ``build_sdists``), built from the sdist on this machine."""
+    with no fitting wheel but an sdist (and ``build_sdists``), built from the sdist on this machine.
+
+    A choice another machine made (the store's shared cache, ``--cache-repo``; not with ``shared=False``)
+    is taken without downloading: the wheel's ``path`` then does not exist until ``local_wheel`` fetches
+    it, which only a layer that must be built again needs."""
     key = hashlib.sha256(canonical_json([FETCH_VERSION, pin.to_dict(), [str(t) for t in target.tags()[:400]],
                                          index.key()])).hexdigest()
-    record = store.get_selector(f"wheel-{key}")
+    record = store.get_selector(f"wheel-{key}", shared=shared)
     origin = SdistOrigin.from_dict(record["sdist"]) if record is not None and record.get("sdist") else None
-    if record is not None and (origin is None or store.has(Digest("sha256", origin.sha256))):
+    if record is not None:
         sha, filename = str(record["digest"]).split(":", 1)[1], str(record["filename"])
-        return FetchedWheel(pin=pin, path=stored_file(store, sha, filename), sha256=sha, filename=filename,
-                            downloaded=False, sdist=origin, url=str(record.get("url") or ""))
+        if store.has(Digest("sha256", sha)) and (origin is None or store.has(Digest("sha256", origin.sha256))):
+            return FetchedWheel(pin=pin, path=stored_file(store, sha, filename), sha256=sha, filename=filename,
+                                downloaded=False, sdist=origin, url=str(record.get("url") or ""))
+        if shared and store.shared is not None and not store.has(Digest("sha256", sha)) \
+                and isinstance(record.get("size"), int):
+            return FetchedWheel(pin=pin, path=store.root / "wheels" / sha / filename, sha256=sha,
+                                filename=filename, downloaded=False, sdist=origin, url=str(record.get("url") or ""),
+                                size=int(record["size"]))
     found = candidates(pin, index, session)
     sdists = sorted((c for c in found if c.is_sdist), key=lambda c: (not c.filename.endswith(".tar.gz"), c.filename))
     try:
@@ -338,7 +366,7 @@ def fetch_wheel(pin: Pin, target: TargetPython, index: IndexSettings, store: Con
                                  wheel_tags=sorted({t for c in found for t in c.tags}))
         assert built.sdist is not None
         store.put_selector(f"wheel-{key}", {"digest": f"sha256:{built.sha256}", "filename": built.filename,
-                                            "sdist": built.sdist.to_dict()})
+                                            "sdist": built.sdist.to_dict(), "size": built.file_size()}, shared=True)
         return built
     if cand.sha256 and store.has(Digest("sha256", cand.sha256)) and \
             (not pin.hashes or cand.sha256 in pin.hashes):
@@ -348,6 +376,7 @@ def fetch_wheel(pin: Pin, target: TargetPython, index: IndexSettings, store: Con
         sha = _download(cand, pin, store, session)
         downloaded = True
     url = redact(cand.url)
-    store.put_selector(f"wheel-{key}", {"digest": f"sha256:{sha}", "filename": cand.filename, "url": url})
+    store.put_selector(f"wheel-{key}", {"digest": f"sha256:{sha}", "filename": cand.filename, "url": url,
+                                        "size": store.size(Digest("sha256", sha))}, shared=True)
     return FetchedWheel(pin=pin, path=stored_file(store, sha, cand.filename), sha256=sha, filename=cand.filename,
                         downloaded=downloaded, url=url)

@@ -238,6 +238,20 @@ class RegistryClient:
 
     # --- push ----------------------------------------------------------------------------------
 
+    def blob_size(self, repo: Repository, digest: Digest) -> int | None:
+        """HEAD the blob with pull rights only: its size if ``repo`` has it, else None."""
+        with self.transport.operation(f"checking blob {digest} in {repo}"):
+            resp = self.transport.request("HEAD", repo, f"/v2/{repo.name}/blobs/{digest}", actions=("pull",))
+        if resp.status_code == 200:
+            _check_reported(resp, repo, digest, "has the blob")
+            try:
+                return int(resp.headers.get("Content-Length", ""))
+            except ValueError:
+                return None
+        if resp.status_code == 404:
+            return None
+        raise self.transport.error(resp, repo, f"checking blob {digest} in")
+
     def blob_exists(self, repo: Repository, digest: Digest, actions: Sequence[str] = _PUSH) -> bool:
         """HEAD the blob: True if ``repo`` has it (the token asks for ``actions``, push by default)."""
         with self.transport.operation(f"checking blob {digest} in {repo}"):

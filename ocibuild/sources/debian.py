@@ -9,7 +9,7 @@ from ..debian import DebianLock, build_base, debian_arch, platform_for
 from ..errors import ImageNotFound
 from ..image import Image
 from ..spec import Platform
-from ..store import ContentStore
+from ..store import STORE_HINT, ContentStore, atomic_write_bytes
 from ..transports import DebianBase
 from .base import ANY_PLATFORM, host_platform
 
@@ -34,9 +34,18 @@ def load_debian(location: DebianBase, store: ContentStore, platform: Platform | 
         raise ImageNotFound(f"the Debian base is configured for {have}, not {wanted}; add its architecture "
                             f"({debian_arch(wanted)}) to 'architectures' or choose one of those with --platform")
     lock = lock_path(location, store)
+    shared_key = f"debian-lock-{lock.stem}"
+    fresh = False
     if location.lock is None:
         lock.parent.mkdir(parents=True, exist_ok=True)
+        if store.shared is not None and not lock.is_file():  # another machine's resolution (--cache-repo)
+            text = store.get_record(shared_key)
+            if isinstance(text, str):
+                atomic_write_bytes(lock, text.encode(), hint=STORE_HINT)
+            fresh = not lock.is_file()
     (image,) = build_base(location.spec, [wanted], store, lock_path=lock)
+    if fresh and lock.is_file():
+        store.put_record(shared_key, lock.read_text(encoding="utf-8"))
     return image
 
 
