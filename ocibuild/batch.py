@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from .build import BuildResult, LayerReport, build
 from .config import BUILD_FILE, Overrides, load_plan
 from .errors import ConfigError, OcibuildError
-from .events import EventHandler, Note, TransferKind, ignore
+from .events import EventHandler, Note, TransferKind, human_size, ignore
 from .publish import publish
 from .store import ContentStore
 from .transports import Registry
@@ -330,19 +330,10 @@ class BatchResult:
                 "seconds": round(self.seconds, 3)}
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"
-
-
 def summary_lines(batch: BatchResult) -> list[str]:
     """The summary table: one row per project (name, digest, layers built / cached, bytes pushed,
     seconds; or FAILED and its error), then a total."""
-    rows = [(r.name, r.digest[:19], str(r.built), str(r.cached), _size(r.pushed_bytes), f"{r.seconds:.1f}s")
+    rows = [(r.name, r.digest[:19], str(r.built), str(r.cached), human_size(r.pushed_bytes), f"{r.seconds:.1f}s")
             for r in batch.results]
     width = max([len("PROJECT"), *(len(r[0]) for r in rows), *(len(f.name) for f in batch.failed)])
     lines = [f"{'PROJECT':<{width}}  {'DIGEST':<19}  {'BUILT':>5}  {'CACHED':>6}  {'PUSHED':>9}  {'TIME':>7}"]
@@ -350,7 +341,7 @@ def summary_lines(batch: BatchResult) -> list[str]:
     lines += [f"{f.name:<{width}}  {'FAILED':<19}  {f.error}" for f in batch.failed]
     total = sum(r.pushed_bytes for r in batch.results)
     failed = f", {len(batch.failed)} failed" if batch.failed else ""
-    lines.append(f"{len(batch.results)} images{failed}; {_size(total)} pushed in {batch.seconds:.1f}s")
+    lines.append(f"{len(batch.results)} images{failed}; {human_size(total)} pushed in {batch.seconds:.1f}s")
     return lines
 
 

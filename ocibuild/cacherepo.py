@@ -67,7 +67,7 @@ def cache_tag(key: str) -> str:
     """The tag a record of ``key`` is stored under: ``c-`` and the sha256 of the key (any key fits a tag).
 
     >>> cache_tag("resolve-abc")[:10]
-    'c-2f9a8eb1'
+    'c-d5e0110d'
     """
     return "c-" + hashlib.sha256(key.encode()).hexdigest()
 

@@ -22,7 +22,7 @@ from .build import build
 from .cliargs import client_from, creds_from, registry_options, store_and_registry_options, store_from
 from .config import DEFAULT_DEBIAN_PACKAGES, Overrides, load_plan
 from .errors import ConfigError, OcibuildError
-from .events import BaseResolved, BlobTransferred, Event, LayerDone, Note, OutputDone, Progress, Pushed
+from .events import BaseResolved, BlobTransferred, Event, LayerDone, Note, OutputDone, Progress, Pushed, human_size
 from .publish import publish
 from .sinks import sink_for
 from .spec import Platform, Reference
@@ -37,15 +37,6 @@ if TYPE_CHECKING:  # the registry client (and requests) load only when a registr
     from .evidence import Evidence
     from .plan import BuildPlan
     from .registry import CredentialProvider, RegistryClient
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"
 
 
 class _Reporter:
@@ -79,13 +70,13 @@ class _Reporter:
             self._line(f"base    {event.base}{at} ({event.layers} layers, {event.platform})")
         elif isinstance(event, LayerDone):
             state = "cached" if event.cached else "built "
-            self._line(f"layer   {event.label:<20} {state} {_size(event.descriptor.size):>9}  "
+            self._line(f"layer   {event.label:<20} {state} {human_size(event.descriptor.size):>9}  "
                        f"{event.files:>5} files  {event.descriptor.digest.short}  {event.seconds:.2f}s")
         elif isinstance(event, BlobTransferred):
             moved = event.how in ("uploaded", "downloaded") and event.seconds > 0
-            rate = f"  {_size(int(event.size / event.seconds))}/s" if moved else ""
+            rate = f"  {human_size(int(event.size / event.seconds))}/s" if moved else ""
             verb = {"downloaded": "pull", "cached": "pull"}.get(event.how, "push")
-            self._line(f"{verb:<7} {event.digest.short}  {event.how:<10} {_size(event.size):>9}{rate}")
+            self._line(f"{verb:<7} {event.digest.short}  {event.how:<10} {human_size(event.size):>9}{rate}")
         elif isinstance(event, Note):
             self._line(event.text)
         elif isinstance(event, Pushed):
@@ -103,8 +94,9 @@ class _Reporter:
             width = 24
             filled = int(width * event.done / event.total) if event.total else width
             bar = "#" * filled + "." * (width - filled)
-            print(f"\r\x1b[K{event.action:<7} {event.digest.short}  [{bar}] {_size(event.done)}/{_size(event.total)}"
-                  f"  {_size(int(speed))}/s", end="", file=sys.stderr, flush=True)
+            done, total = human_size(event.done), human_size(event.total)
+            print(f"\r\x1b[K{event.action:<7} {event.digest.short}  [{bar}] {done}/{total}"
+                  f"  {human_size(int(speed))}/s", end="", file=sys.stderr, flush=True)
 
 
 _registry_options = registry_options
@@ -121,15 +113,20 @@ def _result_options(p: argparse.ArgumentParser, what: str, *, debug: bool = True
         p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
 
-def _write_results(args: argparse.Namespace, digest: str, document: dict[str, object]) -> None:
-    """``--digest-file`` and ``--result-json`` (each written atomically), then stdout: the digest or ``--json``."""
-    for flag, path, data in (("--digest-file", args.digest_file, digest + "\n"),
+def _write_result_files(args: argparse.Namespace, digests: str, document: object) -> None:
+    """``--digest-file`` (``digests``: one per line) and ``--result-json``, each written atomically."""
+    for flag, path, data in (("--digest-file", args.digest_file, digests),
                              ("--result-json", args.result_json, json.dumps(document, indent=2) + "\n")):
         if path is not None:
             try:
                 atomic_write_bytes(path, data.encode())
             except OSError as exc:
                 raise ConfigError(f"{flag} {path}: {exc.strerror}") from None
+
+
+def _write_results(args: argparse.Namespace, digest: str, document: dict[str, object]) -> None:
+    """``--digest-file`` and ``--result-json`` (each written atomically), then stdout: the digest or ``--json``."""
+    _write_result_files(args, digest + "\n", document)
     print(json.dumps(document, indent=2) if args.json else digest)
 
 
@@ -533,13 +530,7 @@ def _cmd_build_many(args: argparse.Namespace, projects: list[str]) -> int:
         print(f"ocibuild: error: {failure.name} ({failure.path}): {_with_flags(failure.error)}", file=sys.stderr)
     digests = "".join(r.digest + "\n" for r in batch.results)
     document = batch.to_dict()
-    for flag, path, data in (("--digest-file", args.digest_file, digests),
-                             ("--result-json", args.result_json, json.dumps(document, indent=2) + "\n")):
-        if path is not None:
-            try:
-                atomic_write_bytes(path, data.encode())
-            except OSError as exc:
-                raise ConfigError(f"{flag} {path}: {exc.strerror}") from None
+    _write_result_files(args, digests, document)
     if args.json:
         print(json.dumps(document, indent=2))
     elif args.quiet:
@@ -850,9 +841,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
                                            else ""))
     print(f"entrypoint {json.dumps(list(info.entrypoint))}  cmd {json.dumps(list(info.cmd))}")
     print(f"user       {info.user or '(root)'}  workdir {info.workdir or '/'}  ports {', '.join(info.ports) or '-'}")
-    print(f"layers     {len(info.layers)}, {_size(info.total_size)} compressed")
+    print(f"layers     {len(info.layers)}, {human_size(info.total_size)} compressed")
     for layer in info.layers:
-        print(f"  {layer.digest[7:19]}  {_size(layer.size):>9}  {layer.created_by or '-'}")
+        print(f"  {layer.digest[7:19]}  {human_size(layer.size):>9}  {layer.created_by or '-'}")
     return 0
 
 

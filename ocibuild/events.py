@@ -93,3 +93,17 @@ EventHandler = Callable[[Event], None]
 
 def ignore(_: Event) -> None:
     """The default handler: drop events."""
+
+
+def human_size(n: int) -> str:
+    """``n`` bytes for people: ``553 B``, ``28.4 MB`` (decimal units, as the build log prints them).
+
+    >>> human_size(28_400_000)
+    '28.4 MB'
+    """
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"

@@ -319,7 +319,7 @@ def simple_signing_payload(digest: Digest, identity: str, optional: Mapping[str,
     """The payload a cosign signature signs, as canonical JSON (the same bytes every time).
 
     >>> simple_signing_payload(Digest.parse("sha256:" + "a" * 64), "127.0.0.1:5000/app:1")[:60]
-    b'{"critical":{"identity":{"docker-reference":"127.0.0.1:5000/a'
+    b'{"critical":{"identity":{"docker-reference":"127.0.0.1:5000/'
     """
     if not identity:
         raise ConfigError("the docker-reference to sign is empty")
