@@ -411,6 +411,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if args.workspace is not None or len(projects) > 1:
         return _cmd_build_many(args, projects)
     args.project = projects[0]
+    if any("{name}" in o for o in args.output):  # as in a batch: the project folder's name
+        from .batch import expand, project_name
+
+        args.output = list(expand(args.output, project_name(Path(args.project).resolve())))
     plan = _load_build_plan(args)
     if args.print_plan:
         sys.stdout.write(plan.to_json())

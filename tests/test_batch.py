@@ -325,3 +325,15 @@ def test_library_build_many_counts_and_orders(tmp_path: Path) -> None:
     assert batch.ok and [r.name for r in batch.results] == ["y", "x"]
     assert batch.results[0].digest == batch.results[1].digest
     assert sorted((r.built, r.cached) for r in batch.results) == [(0, 1), (1, 0)]
+
+
+def test_name_in_the_output_of_one_project_is_its_folder_name(tmp_path: Path) -> None:
+    """``{name}`` means the same with one project as with several (the single build path expands it)."""
+    project = _scratch_project(tmp_path / "My_Model")
+    one = ocibuild("build", project, "--output", f"oci:{tmp_path}/out/{{name}}:v1", cache=tmp_path / "c")
+    assert one.returncode == 0, one.stderr
+    assert (tmp_path / "out" / "my_model" / "index.json").is_file()
+    two = ocibuild("build", project, _scratch_project(tmp_path / "other"), "--output",
+                   f"oci:{tmp_path}/out/{{name}}:v1", cache=tmp_path / "c")
+    assert two.returncode == 0, two.stderr
+    assert one.stdout.split()[0] in two.stdout  # the same image either way
