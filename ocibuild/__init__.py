@@ -62,7 +62,7 @@ from .layers import Compression
 from .models import ModelBuild, WeightsLock, build_model
 from .plan import BuildPlan, FileEntry, ImageSettings, LayerSpec, ModelSpec, PythonSpec, plan_schema
 from .publish import publish
-from .rebase import RebaseResult, rebase
+from .rebase import RebaseResult, rebase, rebase_documents
 from .sinks import DockerArchiveSink, LayoutSink, MultiSink, OciArchiveSink, RegistrySink, Sink, sink_for
 from .sources import base_platforms, resolve_base
 from .spec import Digest, Platform, Reference
@@ -157,6 +157,7 @@ __all__ = [
     "plan_schema",
     "publish",
     "rebase",
+    "rebase_documents",
     "resolve_base",
     "sink_for",
 ]

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # the registry client (and requests) load only when a registr
     from .evidence import Evidence
     from .plan import BuildPlan
     from .registry import CredentialProvider, RegistryClient
+    from .transports import Location
 
 
 class _Reporter:
@@ -190,6 +191,18 @@ def _batch_arguments(b: argparse.ArgumentParser) -> None:
                        help="images built side by side (default: min(4, CPUs))")
 
 
+def _evidence_options(p: argparse.ArgumentParser) -> None:
+    ev = p.add_argument_group("supply-chain evidence (OCI 1.1 referrers, never inside the image index)")
+    ev.add_argument("--sbom", choices=("spdx", "cyclonedx", "none"),
+                    help="SBOM per platform image (default: spdx for registry, oci: and oci-archive: outputs)")
+    ev.add_argument("--provenance", dest="provenance", action="store_true", default=None,
+                    help="SLSA v1 provenance (default: on where an SBOM is written)")
+    ev.add_argument("--no-provenance", dest="provenance", action="store_false", help="no provenance")
+    ev.add_argument("--sign-key", type=Path, metavar="KEY",
+                    help="sign every manifest pushed (cosign's format) and attest the SBOM and provenance with "
+                         "KEY (from 'ocibuild keygen'; its password from $OCIBUILD_SIGNING_PASSWORD or a prompt)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ocibuild", description="Build OCI images from Python projects, no daemon.")
     p.add_argument("--version", action="version", version=f"ocibuild {__version__}")
@@ -205,15 +218,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="print the build plan the build file and flags give as JSON on stdout; build nothing")
     b.add_argument("--update-lock", action="store_true",
                    help="rewrite weights.lock from the model files as they are now")
-    ev = b.add_argument_group("supply-chain evidence (OCI 1.1 referrers, never inside the image index)")
-    ev.add_argument("--sbom", choices=("spdx", "cyclonedx", "none"),
-                    help="SBOM per platform image (default: spdx for registry, oci: and oci-archive: outputs)")
-    ev.add_argument("--provenance", dest="provenance", action="store_true", default=None,
-                    help="SLSA v1 provenance (default: on where an SBOM is written)")
-    ev.add_argument("--no-provenance", dest="provenance", action="store_false", help="no provenance")
-    ev.add_argument("--sign-key", type=Path, metavar="KEY",
-                    help="sign every manifest pushed (cosign's format) and attest the SBOM and provenance with "
-                         "KEY (from 'ocibuild keygen'; its password from $OCIBUILD_SIGNING_PASSWORD or a prompt)")
+    _evidence_options(b)
     _result_options(b, "image")
 
     d = sub.add_parser("dev", help="build, then rebuild and push on every save (the inner loop)",
@@ -273,6 +278,7 @@ def _parser() -> argparse.ArgumentParser:
     rb.add_argument("--output", "-o", action="append", default=[], required=True, metavar="LOCATION",
                     help="where to write the rebased image (repeatable; with several LOCATIONs, one each, in order)")
     _store_and_registry_options(rb, "registry credentials")
+    _evidence_options(rb)
     _result_options(rb, "rebased image", debug=False)
 
     fetch = sub.add_parser("fetch", help="download the wheels a project needs into a wheelhouse folder",
@@ -629,15 +635,19 @@ def _host_arch() -> str:
 def _evidence(args: argparse.Namespace, plan: BuildPlan) -> Evidence:
     """``--sbom`` / ``--provenance`` / ``--sign-key``: by default an SPDX SBOM and provenance for the
     outputs that can hold them (registries, OCI layouts and archives)."""
+    return _evidence_for(args, plan.outputs)
+
+
+def _evidence_for(args: argparse.Namespace, outputs: Sequence[Location]) -> Evidence:
     from .evidence import Evidence
     from .transports import OciArchive, OciLayout, Registry
 
-    holds = any(isinstance(o, Registry | OciLayout | OciArchive) for o in plan.outputs)
+    holds = any(isinstance(o, Registry | OciLayout | OciArchive) for o in outputs)
     sbom = args.sbom or ("spdx" if holds else "none")
     provenance = args.provenance if args.provenance is not None else sbom != "none"
     key = None
     if args.sign_key is not None:
-        if not any(isinstance(o, Registry) for o in plan.outputs):
+        if not any(isinstance(o, Registry) for o in outputs):
             raise ConfigError("--sign-key: signatures are pushed to registries; add a docker:// output")
         from .signing_cli import load_key
 
@@ -726,7 +736,8 @@ def _cmd_model(args: argparse.Namespace) -> int:
 def _cmd_rebase(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .rebase import rebase
+    from .evidence import with_documents
+    from .rebase import rebase, rebase_documents
     from .timestamps import source_date_epoch
     from .transports import Registry, parse_location
 
@@ -746,11 +757,18 @@ def _cmd_rebase(args: argparse.Namespace) -> int:
 
         client = _client(args, reporter, _creds(args))
         client.known = KnownBlobs(store)
-    sinks = [[sink_for(o, client=client, mtime=source_date_epoch()) for o in outs] for _, outs in pairs]
+    epoch = source_date_epoch()
+    evidence = _evidence_for(args, outputs)  # the key is loaded (and its password asked) before any work
+    sinks = [[sink_for(o, client=client, mtime=epoch) for o in outs] for _, outs in pairs]
     for sink in (s for group in sinks for s in group):
         sink.check()
     # every image is rebased (in memory) before anything is written: one that fails writes nothing
     results = [rebase(image, new, store=store, old_base=old, client=client, on_event=reporter) for image, _ in pairs]
+    if not evidence.empty:
+        docs = [rebase_documents(r, store=store, sbom=evidence.sbom, provenance=evidence.provenance, epoch=epoch)
+                for r in results]
+        sinks = [with_documents(group, d, created=epoch, sign_key=evidence.sign_key, on_event=reporter)
+                 for group, d in zip(sinks, docs, strict=True)]
     done = [replace(r, outputs=publish(r.artifact, group, on_event=reporter)) for r, group in zip(results, sinks,
                                                                                                   strict=True)]
     if len(done) == 1:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .spec import Descriptor, Reference
     from .store import ContentStore
 
-__all__ = ["SBOM_FORMATS", "Evidence", "evidence_documents", "verify_documents", "with_evidence"]
+__all__ = ["SBOM_FORMATS", "Evidence", "evidence_documents", "verify_documents", "with_documents", "with_evidence"]
 
 SBOM_FORMATS = ("spdx", "cyclonedx", "none")
 SPDX_PREDICATE = "https://spdx.dev/Document"
@@ -157,26 +157,36 @@ def with_evidence(sinks: Sequence[Sink], result: BuildResult, evidence: Evidence
     """``sinks`` that also attach ``evidence`` for ``result``: registries and layouts after the image
     is written, ``oci-archive:`` files with it; a ``docker-archive:`` gets none (it cannot hold them), and
     signatures go only to registries (a note says so for the others)."""
-    from .sinks import LayoutSink, MultiSink, OciArchiveSink, RegistrySink
 
     if evidence is None or evidence.empty:
         return list(sinks)
-    docs = tuple(evidence_documents(result, evidence))
-    created = result.plan.source_date_epoch or None
-    attached = tuple((subject, tuple(atts)) for subject, atts in _by_subject(docs, created))
+    return with_documents(sinks, evidence_documents(result, evidence), created=result.plan.source_date_epoch,
+                          sign_key=evidence.sign_key, on_event=on_event)
+
+
+def with_documents(sinks: Sequence[Sink], documents: Sequence[Document], *, created: int = 0,
+                   sign_key: SigningKey | None = None, on_event: EventHandler = ignore) -> list[Sink]:
+    """``sinks`` that also attach ``documents`` (and with ``sign_key`` sign every manifest): what
+    ``with_evidence`` does for a build, for documents made otherwise (``ocibuild rebase``). ``created``
+    (``SOURCE_DATE_EPOCH``, 0 for none) stamps the artifact manifests."""
+    from .sinks import LayoutSink, MultiSink, OciArchiveSink, RegistrySink
+
+    docs = tuple(documents)
+    attached = tuple((subject, tuple(atts)) for subject, atts in _by_subject(docs, created or None))
     out: list[Sink] = []
     for sink in sinks:
         if isinstance(sink, MultiSink):
-            out.append(MultiSink(sinks=tuple(with_evidence(sink.sinks, result, evidence, on_event))))
+            out.append(MultiSink(sinks=tuple(with_documents(sink.sinks, docs, created=created, sign_key=sign_key,
+                                                            on_event=on_event))))
         elif isinstance(sink, OciArchiveSink):
             from .referrers import layout_additions
 
             out.append(replace(sink, additions=layout_additions(attached)))
-            if evidence.sign_key is not None:
+            if sign_key is not None:
                 on_event(Note(text=f"note    {sink}: signatures go only to registries; sign after pushing"))
         elif isinstance(sink, LayoutSink | RegistrySink):
             out.append(_EvidenceSink(inner=sink, attached=attached, docs=docs,
-                                     sign_key=evidence.sign_key if isinstance(sink, RegistrySink) else None,
+                                     sign_key=sign_key if isinstance(sink, RegistrySink) else None,
                                      on_event=on_event))
         else:  # a docker archive cannot hold referrers; a sink of the caller's own is left as it is
             out.append(sink)

@@ -51,11 +51,12 @@ from .store import ContentStore
 from .transports import DockerArchive, Location, OciArchive, OciLayout, Registry, Scratch, parse_location
 
 if TYPE_CHECKING:
+    from .attest import Document
     from .registry import RegistryClient
     from .sources.base import ManifestSource
 
 __all__ = ["RebaseResult", "RebasedPlatform", "check_prefix", "find_old_base", "keep_base", "load_artifact",
-           "rebase", "rebase_config", "rebase_image"]
+           "rebase", "rebase_config", "rebase_documents", "rebase_image"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -102,6 +103,7 @@ class RebaseResult:
     new_base: str
     platforms: tuple[RebasedPlatform, ...]
     outputs: tuple[str, ...] = ()
+    old_base: str | None = None  # as the caller named it (None: found from the image's annotations)
 
     @property
     def digest(self) -> str:
@@ -428,5 +430,50 @@ def rebase(image: Location | str | Artifact, new_base: Location | str, *, store:
     else:
         artifact = platforms[0].image
     return RebaseResult(artifact=artifact, original=original, source=where, new_base=str(target),
-                        platforms=tuple(platforms))
+                        platforms=tuple(platforms), old_base=str(old_location) if old_location is not None else None)
+
+
+def rebase_documents(result: RebaseResult, *, store: ContentStore, sbom: str = "spdx", provenance: bool = True,
+                     epoch: int = 0) -> list[Document]:
+    """The evidence a rebase attaches (as a build does): per rebased image an SBOM (``sbom``: ``spdx``,
+    ``cyclonedx`` or ``none``) made by walking its layers (the new base's packages, the wheels' own
+    metadata; no build inputs are known, so no wheel file hashes), and with ``provenance`` a SLSA
+    provenance of the rebase (``REBASE_BUILD_TYPE``: the image, the old and the new base by digest).
+    Deterministic: the same rebase gives the same bytes."""
+    import re
+    from pathlib import Path
+
+    from .attest import IN_TOTO_JSON, Document, documents
+    from .attest.provenance import rebase_provenance
+    from .build import BuildInputs, BuildResult, BuildResultPlatform
+    from .plan import BuildPlan
+
+    out: list[Document] = []
+    first = result.platforms[0]
+    if sbom != "none":
+        # what the SBOM walk needs of a build: each image with its base (the layers below it are the base's)
+        view = BuildResult(
+            artifact=result.artifact, image=first.image, layers=(), base=first.new_base, store=store,
+            plan=BuildPlan(project_dir=Path(re.sub(r"[^A-Za-z0-9._-]+", "-", result.source).strip("-") or "image"),
+                           source_date_epoch=epoch),
+            platforms=tuple(BuildResultPlatform(platform=p.platform, digest=str(p.digest), layers=(), image=p.image,
+                                                inputs=BuildInputs(base=p.new_base, base_location=result.new_base))
+                            for p in result.platforms))
+        out += documents(view, kind=sbom, provenance=False)
+    if provenance:
+        multi = isinstance(result.artifact, Index)
+        name = result.source
+        deps = [("image", result.source, "", p.original.digest.hex, p.platform) for p in result.platforms]
+        deps += [("old-base", result.old_base or "", "", p.old_base.digest.hex, p.platform) for p in result.platforms]
+        deps += [("base-image", result.new_base, "", p.new_base.digest.hex, p.platform) for p in result.platforms]
+        payload = rebase_provenance(
+            [(f"{name} ({p.platform})" if multi else name, p.image) for p in result.platforms],
+            (name, result.artifact) if multi else None,
+            {"image": result.source, "base": result.new_base, "oldBase": result.old_base}, deps, epoch)
+        subjects = [p.image.descriptor(with_platform=True) for p in result.platforms]
+        if multi:
+            subjects.append(result.artifact.descriptor())
+        out += [Document(artifact_type=IN_TOTO_JSON, media_type=IN_TOTO_JSON, subject=s, payload=payload)
+                for s in subjects]
+    return out
 

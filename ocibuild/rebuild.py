@@ -190,6 +190,7 @@ def rebuild_location(location: Location, *, store: ContentStore, client: Registr
     import json
 
     from .attest import IN_TOTO_JSON
+    from .attest.provenance import REBASE_BUILD_TYPE
     from .referrers.read import find_attached, resolve_subjects
     from .sources import base_platforms, resolve_base
     from .spec import Platform
@@ -200,7 +201,13 @@ def rebuild_location(location: Location, *, store: ContentStore, client: Registr
         raise ConfigError(f"no provenance is attached to {location}; build it with --provenance to rebuild it")
     try:
         statement = json.loads(found[-1].payload)
-        params = statement["predicate"]["buildDefinition"]["externalParameters"]
+        definition = statement["predicate"]["buildDefinition"]
+        if definition.get("buildType") == REBASE_BUILD_TYPE:
+            made = definition["externalParameters"]
+            raise ConfigError(f"{location} was made by 'ocibuild rebase' of {made.get('image')} onto "
+                              f"{made.get('base')}, not built: verify --rebuild the image it was rebased from, "
+                              "then rebase that again and compare the digests")
+        params = definition["externalParameters"]
         plan = BuildPlan.from_dict(params)
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"the provenance attached to {location} holds no build plan ({exc}); "

@@ -105,6 +105,22 @@ def test_rebase_onto_base_with_one_more_package_runs_and_only_that_layer_is_new(
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["setosa", "True"]  # the model predicts; tzdata (not in v1) is there
 
+    # like a build, the rebase attached an SBOM (walked from its layers: the new base's packages) and a
+    # provenance of the rebase; verify --rebuild says what it is instead of failing on it
+    sbom = json.loads(run_cli("sbom", f"oci:{out}:v1", cache=work / "cache").stdout)
+    names = {p["name"] for p in sbom["packages"]}
+    assert {"tzdata", "python3", "scikit-learn", "joblib"} <= names, sorted(names)
+    statement = json.loads(run_cli("provenance", f"oci:{out}:v1", cache=work / "cache").stdout)
+    definition = statement["predicate"]["buildDefinition"]
+    assert definition["buildType"] == "https://ocibuild.dev/buildtypes/rebase/v1"
+    assert definition["externalParameters"] == {"image": f"oci:{app}:v1", "base": f"oci:{bases}:v2", "oldBase": None}
+    kinds = {d["annotations"]["kind"]: d["digest"]["sha256"] for d in definition["resolvedDependencies"]}
+    assert kinds == {"image": original["digest"][7:], "old-base": layout_image(bases, "v1")[0]["digest"][7:],
+                     "base-image": layout_image(bases, "v2")[0]["digest"][7:]}
+    assert [x["digest"]["sha256"] for x in statement["subject"]] == [result["digest"][7:]]
+    verify = run_cli("verify", f"oci:{out}:v1", "--rebuild", cache=work / "cache", check=False)
+    assert verify.returncode != 0 and "made by 'ocibuild rebase'" in verify.stderr and "Traceback" not in verify.stderr
+
     # rebasing the result back onto v1 (its old base v2 now found in the store) gives the original
     back = run_cli("rebase", f"oci:{out}:v1", "--base", f"oci:{bases}:v1", "--output", f"oci:{tmp_path / 'back'}:v1",
                    "-q", cache=work / "cache")
@@ -182,7 +198,8 @@ def test_registry_old_base_found_by_base_name_and_layers_mounted(work: Path, tmp
             "--sbom", "none", "--output", f"docker://{reg.host}/rebase/app:1", cache=cache)
     mark = reg.mark()
     proc = run_cli("rebase", f"docker://{reg.host}/rebase/app:1", "--base", f"docker://{reg.host}/rebase/base:v2",
-                   "--output", f"docker://{reg.host}/rebase/app:2", "--json", cache=tmp_path / "empty")
+                   "--output", f"docker://{reg.host}/rebase/app:2", "--json", "--sbom", "none",
+                   cache=tmp_path / "empty")
     result = json.loads(proc.stdout)
     assert reg.count("GET", r"/rebase/base/manifests/sha256:", since=mark) >= 1  # the old base, by digest
     assert reg.count("GET", r"/blobs/sha256:", since=mark) <= 4  # configs only, never a layer

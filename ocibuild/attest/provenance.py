@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 
 from ..referrers.artifact import IN_TOTO_JSON  # the one definition of the media type
 
-__all__ = ["BUILDER_ID", "BUILD_TYPE", "IN_TOTO_JSON", "PREDICATE_TYPE", "STATEMENT_TYPE", "slsa_provenance"]
+__all__ = ["BUILDER_ID", "BUILD_TYPE", "IN_TOTO_JSON", "PREDICATE_TYPE", "REBASE_BUILD_TYPE", "STATEMENT_TYPE",
+           "rebase_provenance", "slsa_provenance"]
 
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -59,6 +60,12 @@ PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 
 BUILD_TYPE = "https://ocibuild.dev/buildtypes/image/v1"
 """ocibuild's SLSA ``buildType`` (what its parameters and dependencies mean: see the module docstring)."""
+
+REBASE_BUILD_TYPE = "https://ocibuild.dev/buildtypes/rebase/v1"
+"""The ``buildType`` of ``ocibuild rebase``: ``externalParameters`` are ``image`` (the location rebased),
+``base`` (the new base) and ``oldBase`` (as given, or null: found from the image's base annotations);
+``resolvedDependencies`` the image (kind ``image``), each old base (``old-base``) and each new base
+(``base-image``) by manifest digest."""
 
 BUILDER_ID = f"https://ocibuild.dev/ocibuild@{__version__}"
 """``runDetails.builder.id``: ocibuild and its version."""
@@ -219,3 +226,34 @@ def _recorded_plan(result: BuildResult) -> dict[str, Any]:
     from dataclasses import replace
 
     return replace(result.plan, project_dir=result.plan.project_dir.absolute()).to_dict()
+
+
+def rebase_provenance(subjects: Sequence[tuple[str, Image]], index: tuple[str, Any] | None,
+                      parameters: Mapping[str, Any], dependencies: Sequence[tuple[str, str, str, str, str]],
+                      epoch: int) -> bytes:
+    """The SLSA provenance of a rebase (:data:`REBASE_BUILD_TYPE`): ``subjects`` (name, rebased image),
+    ``index`` (name, the rebased index) if any, ``parameters`` as the command got them, and
+    ``dependencies`` as (kind, name, uri, sha256, platform). Canonical JSON, no clock (``epoch`` =
+    ``SOURCE_DATE_EPOCH``, 0 for none)."""
+    deps = _Resources()
+    for kind, name, uri, sha256, platform in dependencies:
+        deps.add(platform, kind=kind, name=name, uri=uri, sha256=sha256)
+    out: list[dict[str, Any]] = []
+    for name, image in subjects:
+        platform = str(image.config.platform)
+        out.append({"name": name, "digest": {"sha256": image.digest.hex}, "mediaType": str(image.manifest.media_type),
+                    "annotations": {"platform": platform}})
+    if index is not None:
+        out.append({"name": index[0], "digest": {"sha256": index[1].digest.hex},
+                    "mediaType": str(index[1].descriptor().media_type)})
+    run: dict[str, Any] = {"builder": {"id": BUILDER_ID, "version": {"ocibuild": __version__}}}
+    if epoch:
+        run["metadata"] = {"startedOn": rfc3339(epoch), "finishedOn": rfc3339(epoch)}
+    return canonical_json({
+        "_type": STATEMENT_TYPE,
+        "subject": sorted(out, key=lambda x: (x["name"], x["digest"]["sha256"])),
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {"buildDefinition": {"buildType": REBASE_BUILD_TYPE, "externalParameters": dict(parameters),
+                                          "resolvedDependencies": deps.sorted()},
+                      "runDetails": run},
+    })
