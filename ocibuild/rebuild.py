@@ -123,8 +123,9 @@ def _compare(platform: str, published: Image, rebuilt: Image) -> LayerDifference
 
 def offline_plan(plan: BuildPlan, wheelhouse: Path | None, project: Path | None = None) -> BuildPlan:
     """``plan`` to run again here: its project folder at ``project`` (default: where it was), no outputs,
-    and with ``wheelhouse`` its Python dependencies taken only from that folder (``--no-index``)."""
-    out = replace(plan, outputs=())
+    no shared cache (a rebuild builds every layer itself), and with ``wheelhouse`` its Python dependencies
+    taken only from that folder (``--no-index``)."""
+    out = replace(plan, outputs=(), cache_repo=None)
     if project is not None:
         out = replace(out, project_dir=project, weights_lock=project / plan.weights_lock.name
                       if plan.weights_lock is not None else None,
