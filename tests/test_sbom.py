@@ -374,6 +374,43 @@ def test_two_builds_in_fresh_stores_give_the_same_sbom(tmp_path: Path,
         assert one == two and len(one) == 2
 
 
+def test_an_sbom_is_remembered_per_image_and_inputs(tmp_path: Path,
+                                                   python_build: tuple[ocibuild.BuildResult, Path, Path]) -> None:
+    """An unchanged image of a batch or a rebuild: its SBOM comes from the store (no layer walk); other
+    inputs (here: where the wheels came from) give another SBOM, not the remembered one."""
+    from dataclasses import replace
+
+    first = python_build[0]
+    again = ocibuild.build(first.plan, store=ocibuild.ContentStore(tmp_path / "store"))
+    (made,) = attest.documents(again, kind="spdx", provenance=False)
+    records = sorted((tmp_path / "store" / "selectors").glob("sbom-doc-1-*.json"))
+    assert len(records) == 1
+    walked: list[str] = []
+    real = attest.document.inventory
+
+    def counting(result: ocibuild.BuildResult, image: object = None) -> object:
+        walked.append(str(image))
+        return real(result, image)  # type: ignore[arg-type]
+
+    attest.document.inventory = counting  # type: ignore[assignment]
+    try:
+        (remembered,) = attest.documents(again, kind="spdx", provenance=False)
+        assert remembered.payload == made.payload and not walked  # from the store, not walked again
+        # the same image from wheels found elsewhere: its own SBOM (the wheels' URLs differ)
+        platform = again.platforms[0]
+        assert platform.inputs is not None and platform.inputs.wheels
+        moved = tuple(replace(w, url="https://mirror.example/" + w.filename) for w in platform.inputs.wheels)
+        other = replace(again, platforms=(replace(platform, inputs=replace(platform.inputs, wheels=moved)),))
+        (elsewhere,) = attest.documents(other, kind="spdx", provenance=False)
+        assert walked and elsewhere.payload != made.payload
+    finally:
+        attest.document.inventory = real  # type: ignore[assignment]
+    # a damaged record is not trusted: the SBOM is made again, the same bytes
+    records[0].write_text('"sha256:' + "0" * 64 + '"')
+    (rebuilt,) = attest.documents(again, kind="spdx", provenance=False)
+    assert rebuilt.payload == made.payload
+
+
 def test_debian_package_base_lists_every_locked_deb(tmp_path: Path) -> None:
     debs = deb_folder(tmp_path / "debs")
     lock_path = tmp_path / "debian.lock"
