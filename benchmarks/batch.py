@@ -552,8 +552,7 @@ def write_reports(r: dict[str, Any], out: Path) -> None:
               + ", ".join(f"{f['projects']}: {f['buildah_pull_base_seconds']:.1f} s" for f in r["fleets"])
               + "); ocibuild's time includes reading the base from its OCI layout into its store.",
               "- With one project, `ocibuild build P --output docker://.../fleet/model-00:latest` is a single build "
-              "(`{name}` is expanded only in the batch form, so the benchmark fills it in); its `--json` has no "
-              "upload figures (\"-\").",
+              "(the single-build path: its `--json` is one build's document, with no upload figures: \"-\").",
               "- ocibuild pushes its default SPDX SBOM + provenance with each image (as referrers); buildah writes "
               "none. Both images hold .pyc files (ocibuild's default bytecode, pip's compile step).",
               "- buildah's push gzips each layer the target repository lacks; ocibuild compresses while it builds "

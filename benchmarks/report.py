@@ -31,6 +31,7 @@ BENCHMARKS = {
     "cold_start": "python3 benchmarks/cold_start.py",
     "inner_loop": "python3 benchmarks/inner_loop.py",
     "batch": "python3 benchmarks/batch.py",
+    "rebase": "python3 benchmarks/rebase.py",
 }
 
 
@@ -176,6 +177,13 @@ def headlines(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                     rows.append(_row("batch", f"{n} model-server project(s), build + push: {label}, s",
                                      f"{o[step]['seconds']:.2f}", "loop of buildah build + push",
                                      f"{b[step]['seconds']:.2f}", f["ratios_buildah_over_ocibuild"][step]))
+    if "rebase" in results:
+        r = results["rebase"]
+        with get("rebase"):
+            med = r["median_seconds"]
+            rows.append(_row("rebase", f"{r['images']} iris images onto a patched base: `ocibuild rebase`, one call, s",
+                             f"{med['rebase_one_call']:.1f}", "rebuild (`ocibuild build` per image)",
+                             f"{med['rebuild']:.1f}", r["speedup_one_call"]))
     return rows
 
 
