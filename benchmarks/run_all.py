@@ -5,13 +5,14 @@
 
 Benchmarks (each writes results/NAME.md and results/NAME.json; see benchmarks/README.md): layers,
 registry_push, python_deps, multiarch, debian_base, e2e, cold_start, model_pull, inner_loop (one-line edit ->
-registry: buildah vs `ocibuild build` vs `ocibuild dev`), batch (N projects in one `ocibuild build` vs a loop of
-buildah builds), rebase (N images onto a patched base: `ocibuild rebase` vs rebuilding them). A benchmark that fails is recorded (exit code, the
-tail of its output in summary.json) and the others still run; the exit code is then 1. --quick uses smaller
-inputs (for trying the harness, not for publishing). Nothing is asserted about timing.
+registry: buildah vs `ocibuild build` vs `ocibuild dev`), batch (N projects in one `ocibuild build` vs a loop
+of buildah builds), rebase (N images onto a patched base: `ocibuild rebase` vs rebuilding them). A benchmark
+that fails is recorded (exit code, the tail of its output in summary.json) and the others still run; the exit
+code is then 1. --quick uses smaller inputs (for trying the harness, not for publishing). Nothing is asserted
+about timing.
 
-Takes ~50 minutes on 2 cores (e2e alone ~10, inner_loop ~10, batch ~4, rebase ~4, cold_start ~6; the first run also makes the
-cached Debian bases with mmdebstrap, a few more minutes for arm64 under qemu).
+Takes ~50 minutes on 2 cores (e2e alone ~10, inner_loop ~10, batch ~4, rebase ~4, cold_start ~6; the first
+run also makes the cached Debian bases with mmdebstrap, a few more minutes for arm64 under qemu).
 """
 
 from __future__ import annotations
