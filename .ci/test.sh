@@ -6,4 +6,4 @@ bash .ci/setup.sh
 PY=${PYTHON:-python3}
 "$PY" -m ruff check ocibuild tests benchmarks examples
 "$PY" -m mypy
-"$PY" -m pytest -q tests "$@"
+"$PY" -m pytest -q --durations=25 tests "$@"
