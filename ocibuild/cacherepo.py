@@ -61,6 +61,8 @@ ENV = "OCIBUILD_CACHE_REPO"
 _EMPTY_JSON = b"{}"
 _EMPTY = Descriptor(media_type=MediaType.OCI_EMPTY, digest=Digest.of(_EMPTY_JSON), size=len(_EMPTY_JSON))
 _PUSH_JOBS = 4
+RECORD_LIMIT = 1 << 20
+"""The largest record shared (bytes of JSON): manifests are read with a 4 MiB bound."""
 
 
 def cache_tag(key: str) -> str:
@@ -145,6 +147,8 @@ class CacheRepo:
 
     def get(self, key: str) -> Any:
         """The record stored for ``key``, or None (absent, unreadable, or the cache is off)."""
+        from .registry.transport import ResponseTooLarge
+
         if not self.readable:
             return None
         tag = cache_tag(key)
@@ -153,6 +157,10 @@ class CacheRepo:
         except ImageNotFound:
             with self._lock:
                 self.misses += 1
+            return None
+        except ResponseTooLarge:  # not one this code wrote: ignored, like any record that does not check out
+            self.on_event(Note(text=f"cache   {self.repo}: record {tag} ignored (too large); it is written again",
+                               warning=True))
             return None
         except OcibuildError as exc:
             self._off("reading", exc)
@@ -198,8 +206,10 @@ class CacheRepo:
     # --- writing ----------------------------------------------------------------------------------
 
     def put(self, key: str, value: Any, layer: Descriptor | None = None) -> None:
-        """Queue ``value`` (and, for a layer record, the layer blob in the store) for ``flush``."""
-        if self.writable:
+        """Queue ``value`` (and, for a layer record, the layer blob in the store) for ``flush``. A record
+        over ``RECORD_LIMIT`` bytes (the file listing of a huge layer) is not shared: every reader would
+        have to refuse it."""
+        if self.writable and len(json.dumps(value, separators=(",", ":"))) <= RECORD_LIMIT:
             with self._lock:
                 self._pending[key] = _Write(key=key, value=value, layer=layer)
 

@@ -180,6 +180,28 @@ def test_the_default_debian_base_comes_from_the_cache_with_its_lock(tmp_path: Pa
     assert run.returncode == 0 and run.stdout.strip() == "hello from the cache", run.stderr
 
 
+def test_a_record_too_large_to_share_is_kept_local_and_writes_go_on(tmp_path: Path, busybox_layout: Path,
+                                                                     plain_registry: Registry) -> None:
+    """The SBOM's file listing of a 30,000-file layer is over the 1 MiB a shared record may have: it
+    stays in the local store, and the other records (the layer itself) are written without a warning."""
+    project = tmp_path / "many"
+    files = project / "files"
+    files.mkdir(parents=True)
+    for i in range(30_000):
+        (files / f"f{i:05d}.txt").write_bytes(b"")
+    (project / "ocibuild.toml").write_text('[[layers]]\nsrc = "files"\ndest = "/data"\n')
+    cache = f"{plain_registry.host}/big/cache"
+    args = ["build", project, "--base", f"oci:{busybox_layout}:busybox", "--json", "--cache-repo", cache]
+    first = ocibuild(*args, "--output", f"oci:{tmp_path / 'a'}:v1", env=env_for(tmp_path, "s1"))
+    assert not warnings(first.stderr), first.stderr
+    local = [p for p in (tmp_path / "s1" / "selectors").glob("imagefs-walk-*") if p.stat().st_size > 1 << 20]
+    assert local  # the listing exists locally and is over the limit
+    assert all(len(m["annotations"][RECORD_ANNOTATION]) <= 1 << 20  # type: ignore[index]
+               for m in cache_records(plain_registry, "big/cache").values())
+    second = json.loads(ocibuild(*args, "--output", f"oci:{tmp_path / 'b'}:v1", env=env_for(tmp_path, "s2")).stdout)
+    assert all(x["cached"] for x in second["layers"])
+
+
 @pytest.mark.parametrize("text, message", [
     ("cache", "name the registry too"),
     ("127.0.0.1:5000/cache:v1", "without a tag or digest"),
