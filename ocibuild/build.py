@@ -38,7 +38,7 @@ __all__ = ["BuildInputs", "BuildMemo", "BuildResult", "BuildResultPlatform", "La
            "build_file_layers", "plan_sinks"]
 
 T = TypeVar("T")
-_SHARED_LOCK = threading.Lock()
+_SHARED_LOCK = threading.Lock()  # opening a batch's shared caches
 
 
 class BuildMemo:
@@ -457,12 +457,7 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
     for sink in plan_sinks(plan, client=client, session=session):
         sink.check()
     client = _registry_client(plan, client, session, on_event)
-    if plan.cache_repo:
-        with _SHARED_LOCK:  # builds of a batch share one store: the first opens the cache for all
-            if store.shared is None:
-                from .cacherepo import open_cache_repo
-
-                store.shared = open_cache_repo(plan.cache_repo, client, session, on_event)
+    store = _with_cache_repo(store, plan, client, session, on_event)
     targets = _targets(plan, store, client, on_event, memo)
     if len(targets) > 1 and any(isinstance(o, DockerArchive) for o in plan.outputs):
         raise OutputError(f"a docker archive holds one platform, but {len(targets)} were asked for "
@@ -499,6 +494,22 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
                                                            digest=str(b.image.digest), layers=b.reports,
                                                            image=b.image, inputs=b.inputs)
                                        for b in built))
+
+
+def _with_cache_repo(store: ContentStore, plan: BuildPlan, client: RegistryClient | None,
+                     session: requests.Session | None, on_event: EventHandler) -> ContentStore:
+    """The store this build uses: ``store`` itself, or with ``plan.cache_repo`` a view of it whose shared
+    tier is that cache (one per repository and store, so the builds of a batch share it; the store the
+    caller passed is never changed: another plan on it uses its own cache, or none)."""
+    if not plan.cache_repo:
+        return store
+    with _SHARED_LOCK:
+        cache = store.shared_caches.get(plan.cache_repo)
+        if cache is None:
+            from .cacherepo import open_cache_repo
+
+            cache = store.shared_caches[plan.cache_repo] = open_cache_repo(plan.cache_repo, client, session, on_event)
+    return store.with_shared(cache)
 
 
 def _annotations(plan: BuildPlan, location: object, base: Image, created: str) -> Mapping[str, str]:

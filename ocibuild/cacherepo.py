@@ -198,9 +198,13 @@ class CacheRepo:
 
     def layer(self, store: ContentStore, desc: Descriptor, diff_id: Digest) -> Layer:
         """The layer whose blob the cache repository holds: mounted by a push to the same registry,
-        fetched into ``store`` (digest-checked) the first time its bytes are read."""
+        fetched into ``store`` the first time its bytes are read (digest-checked, and its diff_id checked
+        before any byte is handed out)."""
+        from .sources.base import check_layer
+
         fetch = lambda d, s: self.client.fetch_blob(self.repo, d, s)  # noqa: E731
-        inner: BlobLayer = lazy_layer(store, desc, diff_id, fetch)
+        inner: BlobLayer = lazy_layer(store, desc, diff_id, fetch,
+                                      check=lambda: check_layer(store, desc, diff_id, f"cache repository {self.repo}"))
         return Mountable(layer=inner, source=self.ref)
 
     # --- writing ----------------------------------------------------------------------------------

@@ -407,14 +407,30 @@ class _Replay:
         return info
 
     def data(self) -> bytes | None:
-        return base64.b64decode(self._data) if isinstance(self._data, str) else None
+        try:
+            return base64.b64decode(self._data, validate=True) if isinstance(self._data, str) else None
+        except ValueError:  # binascii.Error: a damaged record
+            return None
+
+
+def _replayable(records: object) -> bool:
+    """Whether ``records`` has the shape ``_Recorder`` writes (a record may come from a shared cache,
+    ``--cache-repo``, and is then not trusted to): [name, type, mode, size, uid, gid, linkname, data]."""
+    if not isinstance(records, list):
+        return False
+    for r in records:
+        if not (isinstance(r, list) and len(r) == 8 and isinstance(r[0], str) and isinstance(r[1], str)
+                and len(r[1]) == 1 and all(isinstance(x, int) and not isinstance(x, bool) for x in r[2:6])
+                and isinstance(r[6], str) and (r[7] is None or isinstance(r[7], str))):
+            return False
+    return True
 
 
 def _walk_layer(walk: _Walk, layer: Layer, index: int, merged: dict[str, Entry], cache: RecordCache | None,
                 key: str) -> None:
     """Apply one layer: replayed from ``cache`` when a walk for ``key`` noted it before, else streamed."""
     record_key = f"imagefs-walk-1:{key}:{layer.diff_id}" if cache is not None and key else ""
-    if record_key and isinstance(records := cache.get_record(record_key), list):  # type: ignore[union-attr]
+    if record_key and _replayable(records := cache.get_record(record_key)):  # type: ignore[union-attr]
         walk.apply(_Replay(records), index, merged)  # type: ignore[arg-type]
         return
     with layer.uncompressed() as stream, tarfile.open(fileobj=stream, mode="r|", tarinfo=BoundedTarInfo) as tar:

@@ -15,6 +15,7 @@ verified blobs and two builds running at once can write the same blob safely. A 
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import hashlib
 import json
@@ -215,7 +216,14 @@ class ContentStore:
                 "choose another with --cache-dir or OCIBUILD_CACHE"
             ) from None
         self.tmp_dir = self.root / "tmp"
+        self.shared_caches: dict[str, SharedCache] = {}  # the caches builds on this store opened, by repository
         self._clean_stale_tmp()
+
+    def with_shared(self, cache: SharedCache | None) -> ContentStore:
+        """This store (the same folder, blobs and records) with ``cache`` as its shared tier."""
+        view = copy.copy(self)
+        view.shared = cache
+        return view
 
     @classmethod
     def default(cls) -> ContentStore:

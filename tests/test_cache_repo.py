@@ -129,6 +129,33 @@ def test_second_worker_builds_nothing_and_gets_the_same_digest(tmp_path: Path, d
     fixed = json.loads(cache_records(reg, "ci/cache")[tag]["annotations"][RECORD_ANNOTATION])  # type: ignore[index]
     assert fixed["digest"] == numpy["digest"]
 
+    # records of the wrong shape (a resolution, wheel choices, the base's interpreter, SBOM listings) are
+    # ignored: the fourth worker resolves and downloads again, and still gets the same image
+    damaged = 0
+    for t, m in cache_records(reg, "ci/cache").items():
+        value = json.loads(m["annotations"][RECORD_ANNOTATION])  # type: ignore[index]
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            bad_value: object = [1, 2, 3]
+        elif isinstance(value, list):
+            bad_value = [["x"]]
+        elif "filename" in value:
+            bad_value = {**value, "filename": "../../evil.whl"}
+        elif "interpreter" in value:
+            bad_value = {**value, "interpreter": 5}
+        else:
+            continue
+        damaged += 1
+        doc = {**m, "annotations": {**m["annotations"], RECORD_ANNOTATION: json.dumps(bad_value)}}  # type: ignore[dict-item]
+        put = reg.session().put(f"{reg.url}/v2/ci/cache/manifests/{t}", data=json.dumps(doc).encode(), timeout=30,
+                                headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        assert put.status_code == 201, put.text
+    assert damaged >= 8
+    fourth = ocibuild(*args, "--output", f"oci:{tmp_path / 'w4'}:v1", env=env_for(tmp_path, "store4"))
+    four = json.loads(fourth.stdout)
+    assert four["digest"] == one["digest"] and "Traceback" not in fourth.stderr
+    assert four["python"]["resolved_from_cache"] is False and four["python"]["downloaded"] > 0
+    assert not list((tmp_path / "store4").rglob("evil.whl")) and not (tmp_path / "evil.whl").exists()
+
 
 def test_the_cache_repo_from_the_build_file_and_the_environment(tmp_path: Path, busybox_layout: Path,
                                                                 plain_registry: Registry) -> None:
@@ -200,6 +227,26 @@ def test_a_record_too_large_to_share_is_kept_local_and_writes_go_on(tmp_path: Pa
                for m in cache_records(plain_registry, "big/cache").values())
     second = json.loads(ocibuild(*args, "--output", f"oci:{tmp_path / 'b'}:v1", env=env_for(tmp_path, "s2")).stdout)
     assert all(x["cached"] for x in second["layers"])
+
+
+def test_a_batch_project_without_a_cache_repo_shares_nothing(tmp_path: Path, busybox_layout: Path,
+                                                               plain_registry: Registry) -> None:
+    """In one batch (one store), a project's cache_repo is its own: a project without one neither reads
+    from nor writes to another project's cache."""
+    projects = []
+    for name, cache in (("with", f'cache_repo = "{plain_registry.host}/team-a/cache"\n'), ("without", "")):
+        project = tmp_path / name
+        project.mkdir()
+        (project / "secret.txt").write_text(f"only {name}\n")
+        (project / "ocibuild.toml").write_text(cache + '[[layers]]\nsrc = "secret.txt"\ndest = "/secret.txt"\n')
+        projects.append(project)
+    result = json.loads(ocibuild("build", *projects, "--base", f"oci:{busybox_layout}:busybox", "--json", "--output",
+                                 f"oci:{tmp_path}/out/{{name}}:v1", env=env_for(tmp_path, "s")).stdout)
+    layers = {r["name"]: {x["digest"] for x in r["layers"]} for r in result["results"]}
+    shared = {str(x["digest"]) for m in cache_records(plain_registry, "team-a/cache").values()
+              for x in m["layers"]}  # type: ignore[attr-defined]
+    assert layers["with"] <= shared
+    assert not layers["without"] & shared
 
 
 @pytest.mark.parametrize("text, message", [

@@ -225,7 +225,8 @@ def slsa_provenance(result: BuildResult, platform_images: Sequence[Image] | None
 def _recorded_plan(result: BuildResult) -> dict[str, Any]:
     from dataclasses import replace
 
-    return replace(result.plan, project_dir=result.plan.project_dir.absolute()).to_dict()
+    # the shared cache is not an input of the image (and names an internal registry): not recorded
+    return replace(result.plan, project_dir=result.plan.project_dir.absolute(), cache_repo=None).to_dict()
 
 
 def rebase_provenance(subjects: Sequence[tuple[str, Image]], index: tuple[str, Any] | None,

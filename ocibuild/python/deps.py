@@ -145,7 +145,10 @@ def resolve_pins(spec: PythonSpec, target: TargetPython, index: IndexSettings, p
                                     spec.package or "")
     record = store.get_record(key)
     if isinstance(record, list):
-        return [Pin.from_dict(d) for d in record], True
+        try:  # (a record from a shared cache is not trusted to have the right shape: resolve again)
+            return [Pin.from_dict(d) for d in record], True
+        except (KeyError, TypeError, ValueError, AttributeError, AssertionError):
+            pass
     source = inputs[0].name
     if spec.lock is not None and spec.lock.name != "uv.lock":  # PEP 751: pylock.toml / pylock.NAME.toml
         pins = pylock_pins(spec.lock, target)
@@ -297,7 +300,8 @@ def cached_target(spec: PythonSpec, base: Image, store: ContentStore) -> TargetP
     key = "target-" + hashlib.sha256(json.dumps([DEPS_VERSION, str(base.digest), str(base.config.platform),
                                                  overrides]).encode()).hexdigest()
     d = store.get_record(key)
-    if isinstance(d, dict):
+    if isinstance(d, dict) and all(isinstance(d.get(k), str) for k in (
+            "interpreter", "version", "full_version", "implementation", "libc", "libc_version")):
         return TargetPython(interpreter=str(d["interpreter"]), version=str(d["version"]),
                             full_version=str(d["full_version"]), implementation=str(d["implementation"]),
                             platform=base.config.platform, libc=str(d["libc"]), libc_version=str(d["libc_version"]))

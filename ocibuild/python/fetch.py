@@ -13,10 +13,12 @@ import hashlib
 import html.parser
 import json
 import os
+import re
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urljoin, urlparse
 
 import requests
@@ -245,17 +247,40 @@ def pick(pin: Pin, found: list[Candidate], target: TargetPython) -> Candidate:
     return best[1]
 
 
+_WHEEL_NAME = re.compile(r"[A-Za-z0-9_.+!-]+\.whl")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _choice(record: Mapping[str, Any] | None) -> tuple[str, str, SdistOrigin | None] | None:
+    """(sha256, file name, sdist origin) of a wheel-choice record, or None when it does not have that
+    shape (a record from a shared cache is not trusted: the wheel is then chosen again)."""
+    if record is None:
+        return None
+    try:
+        sha = str(record["digest"]).removeprefix("sha256:")
+        filename = str(record["filename"])
+        origin = SdistOrigin.from_dict(record["sdist"]) if record.get("sdist") else None
+    except (KeyError, TypeError, ValueError, AttributeError, AssertionError):
+        return None
+    if not _HEX64.fullmatch(sha) or not _WHEEL_NAME.fullmatch(filename):
+        return None
+    return sha, filename, origin
+
+
 def local_wheel(wheel: FetchedWheel, target: TargetPython, index: IndexSettings, store: ContentStore,
                 session: requests.Session) -> Path:
-    """``wheel``'s file on this machine: as it is, or (a choice taken from the shared cache) fetched now,
-    checked to be the file the choice names."""
-    if wheel.path.is_file():
-        return wheel.path
-    fetched = fetch_wheel(wheel.pin, target, index, store, session, shared=False)
-    if fetched.sha256 != wheel.sha256:
-        raise ResolutionError(f"{wheel.filename}: the index now serves sha256 {fetched.sha256}, not the "
-                              f"{wheel.sha256} the shared cache recorded; build without --cache-repo once")
-    return fetched.path
+    """``wheel``'s file on this machine: as it is, or (a choice taken from the shared cache) the index's
+    file with exactly that name and sha256, downloaded now (the layer it goes into is keyed by it)."""
+    if store.has(Digest("sha256", wheel.sha256)):
+        return stored_file(store, wheel.sha256, wheel.filename)
+    found = [c for c in candidates(wheel.pin, index, session) if c.filename == wheel.filename]
+    for cand in found:
+        if cand.sha256 in ("", wheel.sha256):
+            sha = _download(cand, replace(wheel.pin, hashes=frozenset({wheel.sha256})), store, session)
+            if sha == wheel.sha256:
+                return stored_file(store, sha, wheel.filename)
+    raise ResolutionError(f"{wheel.filename} with sha256 {wheel.sha256} (the choice another build recorded in the "
+                          "shared cache) is not on the index any more; build once with --cache-repo none")
 
 
 def stored_file(store: ContentStore, sha256: str, filename: str) -> Path:
@@ -342,16 +367,19 @@ def fetch_wheel(pin: Pin, target: TargetPython, index: IndexSettings, store: Con
     key = hashlib.sha256(canonical_json([FETCH_VERSION, pin.to_dict(), [str(t) for t in target.tags()[:400]],
                                          index.key()])).hexdigest()
     record = store.get_selector(f"wheel-{key}", shared=shared)
-    origin = SdistOrigin.from_dict(record["sdist"]) if record is not None and record.get("sdist") else None
-    if record is not None:
-        sha, filename = str(record["digest"]).split(":", 1)[1], str(record["filename"])
+    chosen = _choice(record)
+    if chosen is not None:
+        sha, filename, origin = chosen
+        assert record is not None
         if store.has(Digest("sha256", sha)) and (origin is None or store.has(Digest("sha256", origin.sha256))):
             return FetchedWheel(pin=pin, path=stored_file(store, sha, filename), sha256=sha, filename=filename,
                                 downloaded=False, sdist=origin, url=str(record.get("url") or ""))
-        if shared and store.shared is not None and not store.has(Digest("sha256", sha)) \
+        # another machine's choice (--cache-repo): a wheel from the index, not one built from an sdist there
+        # (that one may not be made again byte for byte here)
+        if shared and store.shared is not None and origin is None and not store.has(Digest("sha256", sha)) \
                 and isinstance(record.get("size"), int):
             return FetchedWheel(pin=pin, path=store.root / "wheels" / sha / filename, sha256=sha,
-                                filename=filename, downloaded=False, sdist=origin, url=str(record.get("url") or ""),
+                                filename=filename, downloaded=False, url=str(record.get("url") or ""),
                                 size=int(record["size"]))
     found = candidates(pin, index, session)
     sdists = sorted((c for c in found if c.is_sdist), key=lambda c: (not c.filename.endswith(".tar.gz"), c.filename))

@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 from ..debian import DebianLock, build_base, debian_arch, platform_for
+from ..debian.lock import LOCK_VERSION
 from ..errors import ImageNotFound
 from ..image import Image
 from ..spec import Platform
@@ -34,19 +35,36 @@ def load_debian(location: DebianBase, store: ContentStore, platform: Platform | 
         raise ImageNotFound(f"the Debian base is configured for {have}, not {wanted}; add its architecture "
                             f"({debian_arch(wanted)}) to 'architectures' or choose one of those with --platform")
     lock = lock_path(location, store)
-    shared_key = f"debian-lock-{lock.stem}"
+    shared_key = f"debian-lock-{LOCK_VERSION}-{lock.stem}"
     fresh = False
     if location.lock is None:
         lock.parent.mkdir(parents=True, exist_ok=True)
         if store.shared is not None and not lock.is_file():  # another machine's resolution (--cache-repo)
             text = store.get_record(shared_key)
-            if isinstance(text, str):
+            if isinstance(text, str) and _readable_lock(text, lock):
                 atomic_write_bytes(lock, text.encode(), hint=STORE_HINT)
             fresh = not lock.is_file()
     (image,) = build_base(location.spec, [wanted], store, lock_path=lock)
     if fresh and lock.is_file():
         store.put_record(shared_key, lock.read_text(encoding="utf-8"))
     return image
+
+
+def _readable_lock(text: str, beside: Path) -> bool:
+    """Whether ``text`` reads as a lock file (one from a shared cache is checked before it is used)."""
+    import tempfile
+
+    from ..debian.lock import LockFile
+    from ..errors import ConfigError
+
+    with tempfile.TemporaryDirectory(dir=beside.parent, prefix=".lock-check-") as td:
+        path = Path(td) / beside.name
+        path.write_text(text, encoding="utf-8")
+        try:
+            LockFile.read(path)
+        except (ConfigError, ValueError, KeyError, TypeError):
+            return False
+    return True
 
 
 def lock_path(location: DebianBase, store: ContentStore) -> Path:
