@@ -58,8 +58,6 @@ ARTIFACT_TYPE = "application/vnd.ocibuild.cache.v1+json"
 RECORD_ANNOTATION = "org.ocibuild.cache.record"
 KEY_ANNOTATION = "org.ocibuild.cache.key"
 ENV = "OCIBUILD_CACHE_REPO"
-_EMPTY_JSON = b"{}"
-_EMPTY = Descriptor(media_type=MediaType.OCI_EMPTY, digest=Digest.of(_EMPTY_JSON), size=len(_EMPTY_JSON))
 _PUSH_JOBS = 4
 RECORD_LIMIT = 1 << 20
 """The largest record shared (bytes of JSON): manifests are read with a 4 MiB bound."""
@@ -116,7 +114,7 @@ def open_cache_repo(text: str, client: RegistryClient | None = None, session: re
 @dataclass
 class _Write:
     key: str
-    value: Any
+    text: str  # the record as compact, sorted JSON
     layer: Descriptor | None
 
 
@@ -134,8 +132,6 @@ class CacheRepo:
         self.on_event = on_event
         self.readable = True
         self.writable = True
-        self.hits = 0
-        self.misses = 0
         self._lock = threading.Lock()
         self._pending: dict[str, _Write] = {}
         self._blobs: dict[Digest, bool] = {}  # digest -> held by the cache repository (HEAD answered)
@@ -155,8 +151,6 @@ class CacheRepo:
         try:
             raw, _, _ = self.client.get_manifest(self.ref.with_tag(tag))
         except ImageNotFound:
-            with self._lock:
-                self.misses += 1
             return None
         except ResponseTooLarge:  # not one this code wrote: ignored, like any record that does not check out
             self.on_event(Note(text=f"cache   {self.repo}: record {tag} ignored (too large); it is written again",
@@ -175,8 +169,6 @@ class CacheRepo:
             self.on_event(Note(text=f"cache   {self.repo}: record {tag} ignored ({exc}); it is written again",
                                warning=True))
             return None
-        with self._lock:
-            self.hits += 1
         return value
 
     def has_blob(self, desc: Descriptor) -> bool:
@@ -213,20 +205,17 @@ class CacheRepo:
         """Queue ``value`` (and, for a layer record, the layer blob in the store) for ``flush``. A record
         over ``RECORD_LIMIT`` bytes (the file listing of a huge layer) is not shared: every reader would
         have to refuse it."""
-        if self.writable and len(json.dumps(value, separators=(",", ":"))) <= RECORD_LIMIT:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":")) if self.writable else ""
+        if text and len(text) <= RECORD_LIMIT:
             with self._lock:
-                self._pending[key] = _Write(key=key, value=value, layer=layer)
-
-    @property
-    def pending(self) -> int:
-        """How many records wait for ``flush``."""
-        with self._lock:
-            return len(self._pending)
+                self._pending[key] = _Write(key=key, text=text, layer=layer)
 
     def flush(self, store: ContentStore, mount_from: Sequence[Reference] = ()) -> None:
         """Push what ``put`` queued: layer blobs (mounted from a repository of ``mount_from`` on the same
         registry that holds them, else uploaded from ``store``), then one record manifest per key.
         Never raises: a failure is one warning line and turns writing off."""
+        from .referrers.artifact import EMPTY, EMPTY_JSON, bytes_blob
+
         with self._lock:
             writes, self._pending = list(self._pending.values()), {}
         if not writes or not self.writable:
@@ -235,7 +224,7 @@ class CacheRepo:
                       and r.repository != self.repo.name), None)
         layers = {w.layer.digest: w.layer for w in writes if w.layer is not None and store.has(w.layer.digest)}
         try:
-            self.client.push_blob(self.repo, _EMPTY, lambda: _bytes(_EMPTY_JSON))
+            self.client.push_blob(self.repo, EMPTY, bytes_blob(EMPTY, EMPTY_JSON).open)
             with ThreadPoolExecutor(max_workers=_PUSH_JOBS) as pool:
                 list(pool.map(lambda d: self.client.push_blob(self.repo, d, store, mount_from=mount),
                               layers.values()))
@@ -249,16 +238,17 @@ class CacheRepo:
         self.on_event(Note(text=f"cache   wrote {len(writes)} records and {len(layers)} layers to {self.repo}"))
 
     def _put_record(self, write: _Write, layers: dict[Digest, Descriptor]) -> None:
+        from .referrers.artifact import EMPTY
+
         tag = cache_tag(write.key)
         blob = layers.get(write.layer.digest) if write.layer is not None else None
         manifest = {
             "schemaVersion": 2,
             "mediaType": str(MediaType.OCI_MANIFEST),
             "artifactType": ARTIFACT_TYPE,
-            "config": _EMPTY.to_dict(),
-            "layers": [blob.to_dict() if blob is not None else _EMPTY.to_dict()],
-            "annotations": {KEY_ANNOTATION: tag.removeprefix("c-"),
-                            RECORD_ANNOTATION: json.dumps(write.value, sort_keys=True, separators=(",", ":"))},
+            "config": EMPTY.to_dict(),
+            "layers": [blob.to_dict() if blob is not None else EMPTY.to_dict()],
+            "annotations": {KEY_ANNOTATION: tag.removeprefix("c-"), RECORD_ANNOTATION: write.text},
         }
         self.client.put_manifest(self.repo, tag, canonical_json(manifest), str(MediaType.OCI_MANIFEST))
 
@@ -280,9 +270,3 @@ class CacheRepo:
                 "building without it" if doing == "reading" else "nothing more is written to it"
             self.on_event(Note(text=f"warning: cache repository {self.repo}: {doing} failed ({reason}); {what}",
                                warning=True))
-
-
-def _bytes(data: bytes) -> Any:
-    import io
-
-    return io.BytesIO(data)

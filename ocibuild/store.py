@@ -323,7 +323,7 @@ class ContentStore:
     def get_selector(self, key: str, *, shared: bool = False) -> dict[str, Any] | None:
         """The record stored for ``key``, if any and if the blob it names is still present. With
         ``shared``, one missing here comes from the ``shared`` cache: a layer record (it has a
-        ``diff_id``) only if the cache holds its blob (``layer_for`` then gives the layer), another
+        ``diff_id``) only if the cache holds its blob (``image.store_layer`` then gives the layer), another
         record (a wheel choice) as it is."""
         record = self.get_record(key)
         try:

@@ -102,8 +102,17 @@ class LockFile:
     @classmethod
     def read(cls, path: Path) -> LockFile:
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read lock file {path}: {exc}; fix it or delete it to resolve again") from None
+        return cls.parse(text, path)
+
+    @classmethod
+    def parse(cls, text: str, path: Path | str) -> LockFile:
+        """A lock file's text (``path``: where it is, or comes from, for the errors)."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"cannot read lock file {path}: {exc}; fix it or delete it to resolve again") from None
         try:
             if data.get("version") != LOCK_VERSION:

@@ -50,20 +50,15 @@ def load_debian(location: DebianBase, store: ContentStore, platform: Platform | 
     return image
 
 
-def _readable_lock(text: str, beside: Path) -> bool:
+def _readable_lock(text: str, where: Path) -> bool:
     """Whether ``text`` reads as a lock file (one from a shared cache is checked before it is used)."""
-    import tempfile
-
     from ..debian.lock import LockFile
     from ..errors import ConfigError
 
-    with tempfile.TemporaryDirectory(dir=beside.parent, prefix=".lock-check-") as td:
-        path = Path(td) / beside.name
-        path.write_text(text, encoding="utf-8")
-        try:
-            LockFile.read(path)
-        except (ConfigError, ValueError, KeyError, TypeError):
-            return False
+    try:
+        LockFile.parse(text, where)
+    except ConfigError:
+        return False
     return True
 
 
