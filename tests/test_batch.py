@@ -3,19 +3,18 @@ local wheelhouse, a Debian python base; shared layers built once and uploaded on
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
 import subprocess
 import sys
-import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 from harness.registry import Registry
+from test_python_deps import _fake_wheel
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = {"alpha": "1.0", "beta": "1.0", "gamma": "1.0", "delta": "1.0"}
@@ -30,19 +29,7 @@ def ocibuild(*args: str | Path, cache: Path, cwd: Path | None = None) -> subproc
 
 def fake_wheel(directory: Path, name: str, version: str) -> Path:
     """A minimal valid pure-Python wheel with a RECORD."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}-{version}-py3-none-any.whl"
-    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
-    files = {f"{name}/__init__.py": f"VERSION = {version!r}\n".encode(),
-             f"{name}-{version}.dist-info/METADATA": metadata,
-             f"{name}-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
-    record = "".join(f"{k},sha256={base64.urlsafe_b64encode(hashlib.sha256(v).digest()).rstrip(b'=').decode()},"
-                     f"{len(v)}\n" for k, v in files.items()) + f"{name}-{version}.dist-info/RECORD,,\n"
-    with zipfile.ZipFile(path, "w") as zf:
-        for k, v in files.items():
-            zf.writestr(k, v)
-        zf.writestr(f"{name}-{version}.dist-info/RECORD", record)
-    return path
+    return _fake_wheel(directory, name, version, "py3-none-any")
 
 
 def make_project(folder: Path, base: str, wheels: Path, pins: dict[str, str], *, weights: bool = True) -> Path:
