@@ -55,7 +55,19 @@ from .errors import (
     StoreError,
     UnknownPackage,
 )
-from .events import BaseResolved, BlobTransferred, Event, EventHandler, LayerDone, Note, OutputDone, Progress, Pushed
+from .events import (
+    BaseResolved,
+    BlobTransferred,
+    BuildStarted,
+    Event,
+    EventHandler,
+    LayerDone,
+    LayerExplained,
+    Note,
+    OutputDone,
+    Progress,
+    Pushed,
+)
 from .image import Artifact, BlobLayer, Image, Index, Layer, MemoryImage, MemoryIndex, Mountable
 from .inspect import ImageInfo, LayerInfo, inspect_image
 from .layers import Compression
@@ -81,6 +93,7 @@ __all__ = [
     "BuildPlan",
     "BuildResult",
     "BuildResultPlatform",
+    "BuildStarted",
     "Compression",
     "ConfigError",
     "ContentStore",
@@ -102,6 +115,7 @@ __all__ = [
     "Layer",
     "LayerDone",
     "LayerError",
+    "LayerExplained",
     "LayerInfo",
     "LayerReport",
     "LayerSpec",

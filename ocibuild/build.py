@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import mutate
 from .errors import ConfigError, OutputError, ResolutionError
-from .events import BaseResolved, EventHandler, LayerDone, Note, ignore
+from .events import BaseResolved, BuildStarted, EventHandler, LayerDone, Note, ignore
 from .image import Artifact, Image, Index, Layer, store_layer
 from .layers import TarEntry, TarOptions, build_layer, collect
 from .layers.policy import compression_for, split
@@ -282,7 +282,7 @@ def _python_layers(plan: BuildPlan, location: Location, base: Image, store: Cont
         label = f"py:{d.label}"
         reports.append(LayerReport(label=label, layer=layer, cached=d.built.cached))
         on_event(LayerDone(label=label, descriptor=layer.descriptor(), cached=d.built.cached, seconds=d.seconds,
-                           files=len(d.wheels)))
+                           files=len(d.wheels), platform=str(base.config.platform)))
     env = deps.env(base.config.config.env_dict().get("PATH", ""))
     info = {"target": deps.target.to_dict(), "venv": deps.layout.prefix,
             "pins": [f"{p.name}=={p.version}" for p in deps.pins],
@@ -459,6 +459,7 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
     client = _registry_client(plan, client, session, on_event)
     store = _with_cache_repo(store, plan, client, session, on_event)
     targets = _targets(plan, store, client, on_event, memo)
+    on_event(BuildStarted(platforms=tuple(str(t) for t in targets if t is not None)))
     if len(targets) > 1 and any(isinstance(o, DockerArchive) for o in plan.outputs):
         raise OutputError(f"a docker archive holds one platform, but {len(targets)} were asked for "
                           f"({', '.join(map(str, targets))}); choose one with --platform, or write oci:/oci-archive:")

@@ -28,6 +28,25 @@ class LayerDone:
     cached: bool
     seconds: float
     files: int
+    platform: str | None = None
+    """The platform this layer is for (``linux/arm64``); None for a layer every platform shares."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BuildStarted:
+    """A build knows what it makes: the platforms (``linux/amd64`` ...; ``[]`` for the host's only)."""
+
+    platforms: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LayerExplained:
+    """Why a layer was built and not taken from the cache (``build --explain``): one line per cause,
+    e.g. ``app/server.py: content changed`` or ``numpy 2.1.0 -> 2.1.1``."""
+
+    label: str
+    platform: str | None
+    causes: tuple[str, ...]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -37,8 +56,6 @@ class OutputDone:
     output: str
     digest: Digest
     seconds: float
-
-
 
 
 TransferKind = Literal["uploaded", "exists", "mounted", "downloaded", "cached"]
@@ -84,7 +101,8 @@ class Note:
     warning: bool = False
 
 
-Event = BaseResolved | LayerDone | OutputDone | BlobTransferred | Progress | Pushed | Note
+Event = (BuildStarted | BaseResolved | LayerDone | LayerExplained | OutputDone | BlobTransferred | Progress | Pushed
+         | Note)
 """Everything the library reports while it works."""
 
 EventHandler = Callable[[Event], None]
