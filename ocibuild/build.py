@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import mutate
 from .errors import ConfigError, OutputError, ResolutionError
-from .events import BaseResolved, BuildStarted, EventHandler, LayerDone, Note, ignore
+from .events import BaseResolved, BuildStarted, EventHandler, LayerDone, LayerExplained, Note, ignore
 from .image import Artifact, Image, Index, Layer, store_layer
 from .layers import TarEntry, TarOptions, build_layer, collect
 from .layers.policy import compression_for, split
@@ -264,7 +264,7 @@ class _Built:
 
 
 def _python_layers(plan: BuildPlan, location: Location, base: Image, store: ContentStore, on_event: EventHandler,
-                   session: requests.Session | None, created: str) -> tuple[list[mutate.Addendum],
+                   session: requests.Session | None, created: str, explain: bool) -> tuple[list[mutate.Addendum],
                                                                           list[LayerReport], dict[str, str],
                                                                           dict[str, Any], tuple[FetchedWheel, ...]]:
     from .python.deps import dependency_layers
@@ -283,6 +283,7 @@ def _python_layers(plan: BuildPlan, location: Location, base: Image, store: Cont
         reports.append(LayerReport(label=label, layer=layer, cached=d.built.cached))
         on_event(LayerDone(label=label, descriptor=layer.descriptor(), cached=d.built.cached, seconds=d.seconds,
                            files=len(d.wheels), platform=str(base.config.platform)))
+        _explain(plan, store, on_event, label, str(base.config.platform), layer, d.built.cached, explain)
     env = deps.env(base.config.config.env_dict().get("PATH", ""))
     info = {"target": deps.target.to_dict(), "venv": deps.layout.prefix,
             "pins": [f"{p.name}=={p.version}" for p in deps.pins],
@@ -351,7 +352,7 @@ def _read_or_empty(path: Path) -> bytes:
 
 def _build_one(plan: BuildPlan, store: ContentStore, platform: Platform | None, client: RegistryClient | None,
                on_event: EventHandler, file_layers: list[_FileLayer], session: requests.Session | None,
-               models: _Models = _Models(), memo: BuildMemo | None = None) -> _Built:
+               models: _Models = _Models(), memo: BuildMemo | None = None, explain: bool = False) -> _Built:
     location = plan.base_for(platform)
     base = _kept(memo, ("base", str(location), str(platform)),
                  lambda: resolve_base(location, store, platform, client=client))
@@ -371,7 +372,7 @@ def _build_one(plan: BuildPlan, store: ContentStore, platform: Platform | None, 
         key = ("python", str(platform), str(base.digest))
         kept = memo is not None and key in memo
         addenda, reports, env, python_info, wheels = _kept(
-            memo, key, lambda: _python_layers(plan, location, base, store, on_event, session, created))
+            memo, key, lambda: _python_layers(plan, location, base, store, on_event, session, created, explain))
         # kept ones are never changed in place, and count as served from the cache
         addenda, reports = list(addenda), [replace(r, cached=True) if kept else r for r in reports]
         settings = replace(settings, env={**env, **settings.env})
@@ -435,7 +436,7 @@ def _registry_client(plan: BuildPlan, client: RegistryClient | None, session: re
 
 def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: EventHandler = ignore,
           client: RegistryClient | None = None, session: requests.Session | None = None,
-          update_lock: bool = False, memo: BuildMemo | None = None) -> BuildResult:
+          update_lock: bool = False, memo: BuildMemo | None = None, explain: bool = False) -> BuildResult:
     """Build the image ``plan`` describes: one per platform, joined in an index when there are
     several. Layers go to ``store`` (the content-addressed cache); nothing is written to the plan's
     outputs, but each is checked now, so a build never ends with an unwritable output: give the
@@ -449,6 +450,10 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
     ``memo`` (a ``BuildMemo`` kept by the caller across builds of one plan) keeps the bases and the
     Python dependency layers in memory, so a rebuild after an edit of the project's files only
     builds the file layers again.
+
+    With ``explain``, a ``LayerExplained`` event follows each layer that was built rather than
+    taken from the cache: what differs from that layer's last build in this store (which file,
+    which wheel version, which setting).
 
     >>> result = build(load_plan("examples/hello").with_outputs("oci:out/hello:v1"))  # doctest: +SKIP
     >>> publish(result)  # doctest: +SKIP
@@ -468,13 +473,16 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
     for fl in file_layers:
         on_event(LayerDone(label=fl.label, descriptor=fl.layer.descriptor(), cached=fl.cached, seconds=fl.seconds,
                            files=fl.files))
+        _explain(plan, store, on_event, fl.label, None, fl.layer, fl.cached, explain)
     built: list[_Built] = []
     if len(targets) == 1:
-        built.append(_build_one(plan, store, targets[0], client, on_event, file_layers, session, models, memo))
+        built.append(_build_one(plan, store, targets[0], client, on_event, file_layers, session, models, memo,
+                                explain))
     else:
         def one(platform: Platform | None) -> _Built | None:
             try:
-                return _build_one(plan, store, platform, client, on_event, file_layers, session, models, memo)
+                return _build_one(plan, store, platform, client, on_event, file_layers, session, models, memo,
+                                  explain)
             except ResolutionError as exc:
                 if plan.platforms != "all":
                     raise
@@ -495,6 +503,16 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
                                                            digest=str(b.image.digest), layers=b.reports,
                                                            image=b.image, inputs=b.inputs)
                                        for b in built))
+
+
+def _explain(plan: BuildPlan, store: ContentStore, on_event: EventHandler, label: str, platform: str | None,
+             layer: Layer, cached: bool, explain: bool) -> None:
+    """Note ``layer`` as this project's last ``label`` layer; with ``explain``, say why it was built."""
+    from .explain import explain_layer
+
+    why = explain_layer(store, (str(plan.project_dir.absolute()), label, platform or ""), layer.digest, cached)
+    if explain and why:
+        on_event(LayerExplained(label=label, platform=platform, causes=why))
 
 
 def _with_cache_repo(store: ContentStore, plan: BuildPlan, client: RegistryClient | None,

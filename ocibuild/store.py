@@ -308,6 +308,10 @@ class ContentStore:
                 self._write_record(key, value)
         return value
 
+    def has_record(self, key: str) -> bool:
+        """Whether a record for ``key`` is here (the shared cache is not asked)."""
+        return self._selector_path(key).is_file()
+
     def put_record(self, key: str, value: Any) -> None:
         self._write_record(key, value)
         if self.shared is not None and key.startswith(SHARED_RECORDS):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LayerError
+from ..explain import package_inputs
 from ..image import MemoryImage, store_layer
 from ..layers.builder import BuiltLayer, keyed_layer
 from ..layers.compress import Compression
@@ -249,8 +250,11 @@ def build_layers(spec: DebianSpec, lock: DebianLock, store: ContentStore, *, mti
         compiles = bytecode if group == "python" else None
         key = _key(group, content, [(p.name, p.sha256) for p in packages],
                    *([BYTECODE_VERSION, compiles.identity] if compiles is not None else []))
+        inputs = package_inputs("deb", [(p.name, p.version, p.sha256) for p in packages],
+                                {"group": group, "content": content, "recipe": RECIPE,
+                                 "bytecode": compiles.identity if compiles is not None else ""})
         built = keyed_layer(key, _package_layer(unpacker, packages, compiles), store, compression=compression,
-                            options=options)
+                            options=options, inputs=inputs)
         out.append(BaseLayer(group=group, packages=packages, built=built))
     config_key = _key("config", content, spec.suite, lock.release, lock.codename,
                       [(p.name, p.sha256) for p in lock.packages])

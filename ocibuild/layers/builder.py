@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LayerError, OcibuildError
+from ..explain import file_inputs, remember
 from ..spec import Descriptor, Digest, canonical_json
 from ..store import CHUNK, ContentStore
 from .compress import Compression, Compressor
@@ -128,15 +129,34 @@ def _small_stamp(path: Path) -> tuple[str, int, int, int, int] | None:
     return (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
+def input_rows(entries: Sequence[TarEntry], hashes: FileHashes | None = None) -> list[list[Any]]:
+    """``[path, kind, mode, size, link, sha256]`` of every entry the layer holds (parents included)."""
+    return [[e.path, e.kind, e.mode, e.size, e.linkname, content_hash(e, hashes)] for e in with_parents(entries)]
+
+
+def _settings(compression: Compression, options: TarOptions, salt: str) -> list[Any]:
+    return [RECIPE_VERSION, str(compression), options.uid, options.gid, options.mtime, salt]
+
+
+def _key_of(rows: Sequence[Sequence[Any]], compression: Compression, options: TarOptions, salt: str) -> str:
+    h = hashlib.sha256()
+    h.update(canonical_json(_settings(compression, options, salt)))
+    for row in rows:
+        h.update(canonical_json(list(row)))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
 def input_key(entries: Sequence[TarEntry], compression: Compression, options: TarOptions,
               salt: str = "", hashes: FileHashes | None = None) -> str:
     """Hash of everything that determines the layer's bytes."""
-    h = hashlib.sha256()
-    h.update(canonical_json([RECIPE_VERSION, str(compression), options.uid, options.gid, options.mtime, salt]))
-    for e in with_parents(entries):
-        h.update(canonical_json([e.path, e.kind, e.mode, e.size, e.linkname, content_hash(e, hashes)]))
-        h.update(b"\n")
-    return h.hexdigest()
+    return _key_of(input_rows(entries, hashes), compression, options, salt)
+
+
+def _file_inputs(rows: Sequence[Sequence[Any]], compression: Compression, options: TarOptions,
+                 salt: str) -> dict[str, Any]:
+    names = ("recipe", "compression", "uid", "gid", "mtime", "salt")
+    return file_inputs(rows, dict(zip(names, _settings(compression, options, salt), strict=True)))
 
 
 class _Pipeline:
@@ -203,10 +223,14 @@ def build_layer(entries: Sequence[TarEntry], store: ContentStore, *,
                 compression: Compression = Compression(), options: TarOptions = TarOptions(),
                 annotations: Mapping[str, str] | None = None, use_cache: bool = True,
                 salt: str = "") -> BuiltLayer:
-    """Write ``entries`` as one compressed layer blob into ``store`` (or reuse the cached one)."""
-    key = input_key(entries, compression, options, salt, FileHashes(store)) if use_cache else ""
+    """Write ``entries`` as one compressed layer blob into ``store`` (or reuse the cached one); what it
+    was made from is noted for ``ocibuild diff`` (``explain.remember``)."""
+    rows = input_rows(entries, FileHashes(store)) if use_cache else []
+    key = _key_of(rows, compression, options, salt) if use_cache else ""
     if key and (record := store.get_selector(key, shared=True)):
-        return from_record(record, compression, annotations)
+        cached = from_record(record, compression, annotations)
+        remember(store, cached.descriptor.digest, _file_inputs(rows, compression, options, salt))
+        return cached
     with store.writer() as w:
         pipe = _Pipeline(compression.compressor(), w)
         try:
@@ -224,6 +248,7 @@ def build_layer(entries: Sequence[TarEntry], store: ContentStore, *,
     )
     if key:
         store.put_selector(key, to_record(built), shared=True)
+        remember(store, digest, _file_inputs(rows, compression, options, salt))
     return built
 
 
@@ -244,14 +269,19 @@ def to_record(built: BuiltLayer) -> dict[str, Any]:
 
 def keyed_layer(key: str, make_entries: Callable[[], Sequence[TarEntry]], store: ContentStore, *,
                 compression: Compression = Compression(), options: TarOptions = TarOptions(),
-                annotations: Mapping[str, str] | None = None) -> BuiltLayer:
+                annotations: Mapping[str, str] | None = None, inputs: Mapping[str, Any] | None = None) -> BuiltLayer:
     """Like ``build_layer``, but cached under a caller-made ``key`` (e.g. a wheel's sha256 and the
-    install target), checked before ``make_entries`` runs: a hit reads no input at all."""
+    install target), checked before ``make_entries`` runs: a hit reads no input at all. ``inputs``
+    (``explain.package_inputs``) are noted for ``ocibuild diff``, with the compression and owner added."""
     full = hashlib.sha256(canonical_json([RECIPE_VERSION, "keyed", key, str(compression), options.uid,
                                           options.gid, options.mtime])).hexdigest()
     if record := store.get_selector(full, shared=True):
-        return from_record(record, compression, annotations)
-    built = build_layer(make_entries(), store, compression=compression, options=options, annotations=annotations,
-                        use_cache=False)
-    store.put_selector(full, to_record(built), shared=True)
+        built = from_record(record, compression, annotations)
+    else:
+        built = build_layer(make_entries(), store, compression=compression, options=options,
+                            annotations=annotations, use_cache=False)
+        store.put_selector(full, to_record(built), shared=True)
+    if inputs is not None:
+        extra = {"compression": str(compression), "uid": options.uid, "gid": options.gid, "mtime": options.mtime}
+        remember(store, built.descriptor.digest, {**inputs, "settings": {**extra, **inputs.get("settings", {})}})
     return built

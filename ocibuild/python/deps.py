@@ -17,7 +17,7 @@ import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ from pathlib import Path
 import requests
 
 from ..errors import ConfigError, ResolutionError
+from ..explain import package_inputs
 from ..image import Image
 from ..layers import Compression, TarEntry, TarOptions, build_layer, keyed_layer
 from ..layers.builder import BuiltLayer
@@ -250,10 +251,15 @@ def dependency_layers(spec: PythonSpec, base: Image, store: ContentStore, projec
     compiler = _compiler(spec, target, base, compiler_base, store, note)
     layers: list[DepsLayer] = []
 
-    def keyed(label: str, key: str, make: Callable[[], list[TarEntry]], names: tuple[str, ...]) -> DepsLayer:
+    settings = {"recipe": DEPS_VERSION, "venv": layout.prefix, "python": layout.python_version,
+                "interpreter": layout.interpreter, "bytecode": compiler.identity if compiler is not None else ""}
+
+    def keyed(label: str, key: str, make: Callable[[], list[TarEntry]], group: Sequence[FetchedWheel]) -> DepsLayer:
         start = time.monotonic()
-        built = keyed_layer(key, make, store, compression=compression, options=options)
-        return DepsLayer(label=label, built=built, wheels=names, seconds=time.monotonic() - start)
+        inputs = package_inputs("wheel", [(w.pin.name, w.pin.version, w.sha256) for w in group], settings)
+        built = keyed_layer(key, make, store, compression=compression, options=options, inputs=inputs)
+        return DepsLayer(label=label, built=built, wheels=tuple(f"{w.pin.name}=={w.pin.version}" for w in group),
+                         seconds=time.monotonic() - start)
 
     layout_key = json.dumps([DEPS_VERSION, layout.prefix, layout.python_version, layout.interpreter])
     layers.append(keyed("venv", f"venv {layout_key}", lambda: venv_entries(layout), ()))
@@ -263,7 +269,7 @@ def dependency_layers(spec: PythonSpec, base: Image, store: ContentStore, projec
         return keyed(label, f"wheels {layout_key} {sorted(w.sha256 for w in group)}{compiled}",
                      lambda: _entries([local_wheel(w, target, index, store, session) for w in group], layout,
                                       compiler),
-                     tuple(f"{w.pin.name}=={w.pin.version}" for w in group))
+                     group)
 
     # layers are independent (install, compile in their own process, compress): build them side by side
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
