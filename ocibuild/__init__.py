@@ -69,6 +69,7 @@ from .events import (
     Pushed,
 )
 from .image import Artifact, BlobLayer, Image, Index, Layer, MemoryImage, MemoryIndex, Mountable
+from .init import InitResult, init_project
 from .inspect import ImageInfo, LayerInfo, inspect_image
 from .layers import Compression
 from .models import ModelBuild, WeightsLock, build_model
@@ -112,6 +113,7 @@ __all__ = [
     "ImageNotFound",
     "ImageSettings",
     "Index",
+    "InitResult",
     "Layer",
     "LayerDone",
     "LayerError",
@@ -162,6 +164,7 @@ __all__ = [
     "build",
     "build_many",
     "build_model",
+    "init_project",
     "inspect_image",
     "load_plan",
     "load_workspace",

@@ -471,13 +471,14 @@ def build_many(plans: Sequence[ProjectPlan | BuildPlan], *, store: ContentStore 
                client: RegistryClient | None = None, on_event: EventHandler = ignore,
                project_events: Callable[[str], EventHandler] | None = None, jobs: int | None = None,
                update_lock: bool = False,
-               evidence: Evidence | Callable[[BuildPlan], Evidence | None] | None = None) -> BatchResult:
+               evidence: Evidence | Callable[[BuildPlan], Evidence | None] | None = None,
+               explain: bool = False) -> BatchResult:
     """Build and publish every plan (to its outputs), ``jobs`` at a time (default ``default_jobs()``),
     sharing ``store`` and ``client``; see the module docstring for how shared layers are built and
     pushed once. A failing project is recorded in ``failed`` (as is a ``ProjectPlan`` with an error)
     and the others go on. ``on_event`` gets one note per project started and finished, and every
     project's events unless ``project_events(name)`` gives a handler for that project's.
-    ``evidence`` (or ``evidence(plan)``) is attached as ``publish`` does."""
+    ``evidence`` (or ``evidence(plan)``) is attached as ``publish`` does; ``explain`` as for ``build``."""
     start = time.monotonic()
     store = store or ContentStore.default()
     entries = [p if isinstance(p, ProjectPlan) else
@@ -508,7 +509,8 @@ def build_many(plans: Sequence[ProjectPlan | BuildPlan], *, store: ContentStore 
         own = _project_client(client, shared, events) if client is not None else None
         try:
             try:
-                result = build(plan, store=store, on_event=events, client=own, update_lock=update_lock)
+                result = build(plan, store=store, on_event=events, client=own, update_lock=update_lock,
+                               explain=explain)
             finally:
                 ready[i].set()
             chosen = evidence(plan) if callable(evidence) else evidence
