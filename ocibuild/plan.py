@@ -169,10 +169,19 @@ class LayerSpec:
     """
 
     src: Path = Path(".")
+    """The file or folder the layer is made of, relative to the project folder; a build file's must lie inside it.
+    Required in a build file."""
     dest: str = "/"
+    """Where ``src`` goes in the image (an absolute path): a folder's contents go under it; a single file lands at
+    ``dest``, or inside it when ``dest`` ends in ``/``. Required in a build file."""
     exclude: tuple[str, ...] = ()
+    """More exclusion patterns (``.dockerignore`` rules), added to the source's ``.ociignore`` and the default
+    exclusions; a build file may give one string."""
     name: str = ""
+    """The layer's label in progress lines and reports (default: ``dest``)."""
     files: tuple[FileEntry, ...] = ()
+    """Explicit entries from anywhere on the build machine (a build plan only, never a build file); when given,
+    ``src`` is not read."""
 
     def __post_init__(self) -> None:
         _text(str(self.src), "src")
@@ -190,15 +199,34 @@ class ImageSettings:
     """Runtime settings layered over the base's config. ``None`` / empty means "keep the base's"."""
 
     entrypoint: tuple[str, ...] | None = None
+    """The command the container runs (the config's ``Entrypoint``; ``--entrypoint``). In a build file: a list, a
+    JSON-array string or a plain command line. Setting it without ``cmd`` clears the base's ``cmd``, as Docker
+    does. Default: the base's."""
     cmd: tuple[str, ...] | None = None
+    """Default arguments for the entrypoint (``Cmd``; ``--cmd``), in the same forms as ``entrypoint``. Default:
+    the base's (none when ``entrypoint`` is set)."""
     workdir: str | None = None
+    """The working directory (``WorkingDir``; ``--workdir``), an absolute path. Default: the base's, or ``/app``
+    when a build file has no ``[[layers]]`` (the project folder is copied to ``/app``)."""
     user: str | None = None
+    """The user the container runs as (``User``; ``--user``): a name or ``uid[:gid]``, e.g. ``"65532:65532"``.
+    Default: the base's (``65532``, ``nonroot``, on a Debian base ocibuild assembles)."""
     env: Mapping[str, str] = field(default_factory=dict)
+    """Environment variables, set over the base's (``--env K=V`` adds to them); keys are non-empty and have no
+    ``=``, e.g. ``{ PYTHONUNBUFFERED = "1" }``."""
     labels: Mapping[str, str] = field(default_factory=dict)
+    """Config labels, added to the base's (``--label K=V`` adds to them)."""
     annotations: Mapping[str, str] = field(default_factory=dict)
+    """Manifest annotations (``--annotation K=V`` adds to them), e.g.
+    ``{ "org.opencontainers.image.version" = "1.0" }``."""
     ports: tuple[str, ...] = ()
+    """Exposed ports, added to the base's (``--port``): 1-65535 with an optional ``/tcp``, ``/udp`` or ``/sctp``;
+    a build file may give numbers, e.g. ``[8080, "53/udp"]``."""
     volumes: tuple[str, ...] = ()
+    """Volumes (absolute paths in the image), added to the base's."""
     stop_signal: str | None = None
+    """The signal that stops the container (``StopSignal``): a Linux signal name such as ``"SIGTERM"`` or
+    ``"TERM"``, or a number from 1 to 64. Default: the base's."""
 
     def __post_init__(self) -> None:
         """Every value as the OCI specs require (``InvalidValue`` naming the field otherwise): env keys
@@ -220,21 +248,52 @@ class PythonSpec:
     """
 
     requirements: Path | None = None
+    """A requirements file, pinned or not (``--requirements``), resolved for each target platform with uv;
+    relative to the project folder in a build file. Give either this or ``lock``."""
     lock: Path | None = None
+    """A ``uv.lock`` (exported with ``uv export``) or a ``pylock.toml`` (PEP 751) to install from; with
+    ``package``, the workspace's ``uv.lock`` by default. With neither ``requirements`` nor ``lock``, the project's
+    ``[project].dependencies`` are resolved."""
     project: bool = False
+    """Also build the project itself as a wheel on the host (``uv build --wheel``, pure Python) and install it,
+    console scripts included, in the last Python layer. Default in a build file: true when ``pyproject.toml`` has
+    a ``[project]`` with a build backend, or ``package`` is given; the project folder is then not copied to
+    ``/app`` unless ``[[layers]]`` say so."""
     package: str | None = None
+    """The uv workspace member to install (``--package``), with the members it depends on and its locked
+    dependencies (``uv export --package``); a name that is not a member is an error listing the members."""
     venv: str = "/opt/venv"
+    """Where the virtual environment goes in the image (an absolute path); its ``bin`` comes first on ``PATH`` and
+    ``VIRTUAL_ENV`` is set."""
     interpreter: str | None = None
+    """The base image's Python (``--python``), e.g. ``/usr/bin/python3.13``. Default: found in the base's layers."""
     python_version: str | None = None
+    """The base image's Python version, ``X.Y`` (``--python-version``). Default: detected."""
     libc: str | None = None
+    """The base image's C library, ``glibc`` or ``musl``: it decides which wheel tags fit. Default: detected."""
     libc_version: str | None = None
+    """The base image's C library version, ``X.Y`` (e.g. ``2.36``). Default: detected (from the dpkg status or
+    ``libc.so.6``)."""
     index_url: str = ""
+    """The package index (``--index-url``). Default: ``$UV_INDEX_URL``, ``$UV_DEFAULT_INDEX`` or
+    ``$PIP_INDEX_URL``, else PyPI."""
     extra_index_urls: tuple[str, ...] = ()
+    """More package indexes. Default: ``$UV_EXTRA_INDEX_URL`` or ``$PIP_EXTRA_INDEX_URL``."""
     find_links: tuple[str, ...] = ()
+    """Wheelhouse folders or pages to take wheels from (``--find-links``; folders are relative to the project
+    folder in a build file). Default: ``$UV_FIND_LINKS`` or ``$PIP_FIND_LINKS``."""
     no_index: bool | None = None
+    """Take wheels only from ``find_links``, never from an index (``--no-index``; air-gapped builds). Default:
+    ``$UV_NO_INDEX`` or ``$PIP_NO_INDEX``, else false."""
     max_layers: int = 20
+    """The most layers the dependencies take (2 to 100): large distributions get a layer each, small ones share up
+    to 4 layers chosen by a hash of their name."""
     big_wheel_mb: float = 8.0
+    """A wheel at least this large (in MB) gets a layer of its own; numpy, scipy, torch, ``nvidia-*`` and other
+    known large distributions always do."""
     bytecode: bool = True
+    """Compile ``.pyc`` files, reproducibly and by an interpreter of the image's Python version, into each
+    distribution's layer; the default Debian base follows this setting."""
 
     def __post_init__(self) -> None:
         _absolute(self.venv, "venv", "/opt/venv")
@@ -248,9 +307,16 @@ class ModelSpec:
     and variable, and its repository (``<app repository>-<name>``)."""
 
     name: str
+    """The model's name (lowercase letters and digits, separated by ``.``, ``_`` or ``-``; at most 64 characters):
+    the app's annotation ``org.ocibuild.model.<name>``, its variable ``OCIBUILD_MODEL_<NAME>`` and the model
+    image's repository ``<app repository>-<name>``. Required."""
     src: Path
+    """The model's file or folder, relative to the project folder (and inside it). Required."""
     include: tuple[str, ...] = ()
+    """Only files matching these patterns (gitignore-like, e.g. ``["*.safetensors", "*.json"]``). Default: every
+    file."""
     exclude: tuple[str, ...] = ()
+    """Leave out files matching these patterns."""
 
     def __post_init__(self) -> None:
         _text(self.name, "name")
@@ -280,21 +346,52 @@ class BuildPlan:
     """
 
     project_dir: Path
+    """The project folder; layer ``src`` paths are relative to it."""
     base: Location = field(default_factory=Scratch)
+    """The base image (``--base``). In a build file: a location (``scratch``, ``oci:DIR[:TAG]``,
+    ``oci-archive:FILE[:TAG]``, ``docker-archive:FILE``, ``docker://REF`` or a bare registry reference; paths
+    relative to the project folder), a ``[base.debian]`` table (a base assembled from Debian packages), or a table
+    of a location per platform (``"linux/amd64" = "oci:bases/amd64:py"``: the plan's ``bases``). Default in a
+    build file: Debian trixie's ``python3`` with the C++ and OpenMP runtimes, assembled from packages and cached;
+    in a plan: ``scratch``."""
     bases: Mapping[str, Location] = field(default_factory=dict)
+    """A base per platform (``"linux/arm64"`` -> location), winning over ``base``; a build file gives it as a
+    ``base`` table."""
     platforms: Platforms = ()
+    """The platforms to build (``--platform``), e.g. ``["linux/amd64", "linux/arm64"]``, or ``"all"``: every
+    platform the base offers and the dependencies support. A build file may give a comma-separated string. Several
+    make one image each, joined in an index. Default: the base's platform (or the host's)."""
     layers: tuple[LayerSpec, ...] = ()
+    """The project's file layers, in order (``[[layers]]`` tables; ``--layer SRC:DEST`` replaces them). Default in
+    a build file: the whole project folder at ``/app``, unless the project is installed as a wheel
+    (``python.project``)."""
     settings: ImageSettings = field(default_factory=ImageSettings)
+    """Runtime settings over the base's config (a build file's top-level ``entrypoint``, ``cmd``, ``env``, ...)."""
     compression: Compression = field(default_factory=Compression)
+    """Layer compression (``--compression``): ``gzip[:1-9]`` (the default, ``gzip:1``), ``zstd[:1-19]`` (pulled by
+    containerd 1.5+ and podman) or ``none``."""
     outputs: tuple[Location, ...] = ()
+    """Where to write the image when no ``--output`` is given (locations; a build file may give one string)."""
     python: PythonSpec | None = None
+    """Python dependencies to install into a virtual environment (a build file's ``[python]`` table); None: none."""
     models: tuple[ModelSpec, ...] = ()
+    """Model files built into images of their own that the app refers to (``[[models]]`` tables)."""
     embed_models: bool = False
+    """Put the models' layers into the app image instead of images of their own (``--embed-models``)."""
     weights_lock: Path | None = None
+    """The ``weights.lock`` the model files are checked against (beside the build file, when it has
+    ``[[models]]``)."""
     source_date_epoch: int = 0
+    """The time of every timestamp in the image (tar mtimes, config ``created``, history), in seconds since 1970;
+    ``load_plan`` takes ``$SOURCE_DATE_EPOCH``."""
     cache_repo: str | None = None
+    """A registry repository (``REGISTRY/REPO``) every machine shares as a cache of resolutions and layers
+    (``--cache-repo``, which wins over ``$OCIBUILD_CACHE_REPO``, which wins over the build file); ``"none"`` turns
+    it off. Not an input of the image."""
     uid: int = 0
+    """The owner of every file in the project's file layers."""
     gid: int = 0
+    """The group of every file in the project's file layers."""
 
     def __post_init__(self) -> None:
         """No NUL byte in any path or string (they reach the image config, tar headers or the file system)."""

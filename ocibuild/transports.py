@@ -78,8 +78,14 @@ class DebianBase:
     exact packages; None means the cache's own lock for this package set."""
 
     spec: DebianSpec
+    """What the base is made of."""
     lock: Path | None = None
+    """The lock file that keeps the exact packages (name, version, architecture, sha256): reused when it matches,
+    written otherwise; commit it. Relative to the project folder in a build file. None: a lock kept in the cache
+    for this package set."""
     architectures: tuple[str, ...] = ("amd64", "arm64")
+    """The Debian architectures to assemble the base for (``amd64``, ``arm64``, ...), one image each. Default:
+    ``amd64`` and ``arm64``."""
 
     def __str__(self) -> str:
         return f"debian packages ({self.spec.suite}: {', '.join(self.spec.packages)})"

@@ -240,10 +240,11 @@ def test_relative_paths_are_relative_to_the_project_folder(tmp_path: Path, monke
 
 @pytest.mark.slow
 def test_air_gapped_flow_from_another_folder(tmp_path: Path, debian_python_layout: Path) -> None:
-    """README's air-gapped flow, run from the folder above the project: ``ocibuild fetch proj --dest
-    proj/wheelhouse``, then ``ocibuild build proj`` with ``[python] find_links = ["wheelhouse"]`` and
-    ``no_index`` in the build file, with no network (a dead proxy). Before the fix, the wheelhouse was
-    looked for at proj/proj/wheelhouse. The image equals the one built from inside the project."""
+    """The air-gapped flow of docs/guides/python-dependencies.md, run from the folder above the project:
+    ``ocibuild fetch proj --dest proj/wheelhouse``, then ``ocibuild build proj`` with
+    ``[python] find_links = ["wheelhouse"]`` and ``no_index`` in the build file, with no network (a dead
+    proxy). Before the fix, the wheelhouse was looked for at proj/proj/wheelhouse. The image equals the one
+    built from inside the project."""
     base = f'base = "oci:{debian_python_layout}:bookworm-py"\n'
     proj = tmp_path / "proj"
     proj.mkdir()

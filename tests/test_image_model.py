@@ -141,9 +141,9 @@ def build_and_publish(app: Path, base: str, wheels: Path, cache: Path, layout: P
 
 def test_library_build_into_memory_then_publish(tmp_path: Path, plain_registry: Registry,
                                                 py_index: Path) -> None:  # noqa: F811 - the imported fixture
-    """What the README shows: names from ``ocibuild.__all__`` only, a session of the caller's own."""
+    """What docs/guides/library.md shows: names from ``ocibuild.__all__`` only, a session of the caller's own."""
     namespace: dict[str, object] = {}
-    exec(compile(LIBRARY_EXAMPLE, "library_example", "exec"), namespace)  # the README's code, run as written
+    exec(compile(LIBRARY_EXAMPLE, "library_example", "exec"), namespace)  # the docs' code, run as written
     wheels = tmp_path / "wheels"
     _fake_wheel(wheels, "purelib", "1.0", "py3-none-any")
     app = tmp_path / "app"
