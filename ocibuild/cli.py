@@ -22,7 +22,9 @@ from .build import build
 from .cliargs import client_from, creds_from, registry_options, store_and_registry_options, store_from
 from .config import DEFAULT_DEBIAN_PACKAGES, Overrides, load_plan
 from .errors import ConfigError, OcibuildError
-from .events import BaseResolved, BlobTransferred, Event, LayerDone, Note, OutputDone, Progress, Pushed, human_size
+from .events import Event, Note, human_size
+from .progress import Reporter as _Reporter
+from .progress import close_reporters
 from .publish import publish
 from .sinks import sink_for
 from .spec import Platform, Reference
@@ -38,66 +40,6 @@ if TYPE_CHECKING:  # the registry client (and requests) load only when a registr
     from .plan import BuildPlan
     from .registry import CredentialProvider, RegistryClient
     from .transports import Location
-
-
-class _Reporter:
-    """Renders events: one line per step on stderr; on a terminal, a live progress line per transfer."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty()
-        self._last = 0.0
-        self._started: dict[str, float] = {}
-        self._lock = threading.Lock()  # events come from several upload threads: one whole line at a time
-
-    def say(self, text: str) -> None:
-        """Print ``text`` as one line on stdout, even with --quiet (``ocibuild dev``'s cycle lines)."""
-        with self._lock:
-            sys.stdout.write(text + "\n")
-            sys.stdout.flush()
-
-    def _line(self, text: str) -> None:
-        if self.tty:
-            text = "\r\x1b[K" + text
-        with self._lock:
-            sys.stderr.write(text + "\n")
-            sys.stderr.flush()
-
-    def __call__(self, event: Event) -> None:
-        if self.quiet and not (isinstance(event, Note) and event.warning):
-            return
-        if isinstance(event, BaseResolved):
-            at = f"@{event.digest}" if event.digest else ""
-            self._line(f"base    {event.base}{at} ({event.layers} layers, {event.platform})")
-        elif isinstance(event, LayerDone):
-            state = "cached" if event.cached else "built "
-            self._line(f"layer   {event.label:<20} {state} {human_size(event.descriptor.size):>9}  "
-                       f"{event.files:>5} files  {event.descriptor.digest.short}  {event.seconds:.2f}s")
-        elif isinstance(event, BlobTransferred):
-            moved = event.how in ("uploaded", "downloaded") and event.seconds > 0
-            rate = f"  {human_size(int(event.size / event.seconds))}/s" if moved else ""
-            verb = {"downloaded": "pull", "cached": "pull"}.get(event.how, "push")
-            self._line(f"{verb:<7} {event.digest.short}  {event.how:<10} {human_size(event.size):>9}{rate}")
-        elif isinstance(event, Note):
-            self._line(event.text)
-        elif isinstance(event, Pushed):
-            self._line(f"pushed  {event.reference}")
-        elif isinstance(event, OutputDone):
-            self._line(f"wrote   {event.output}  ({event.seconds:.2f}s)")
-        elif isinstance(event, Progress) and self.tty:
-            now = time.monotonic()
-            key = str(event.digest)
-            start = self._started.setdefault(key, now)
-            if now - self._last < 0.2 and event.done < event.total:
-                return
-            self._last = now
-            speed = event.done / max(now - start, 1e-6)
-            width = 24
-            filled = int(width * event.done / event.total) if event.total else width
-            bar = "#" * filled + "." * (width - filled)
-            done, total = human_size(event.done), human_size(event.total)
-            print(f"\r\x1b[K{event.action:<7} {event.digest.short}  [{bar}] {done}/{total}"
-                  f"  {human_size(int(speed))}/s", end="", file=sys.stderr, flush=True)
 
 
 _registry_options = registry_options
@@ -218,6 +160,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="print the build plan the build file and flags give as JSON on stdout; build nothing")
     b.add_argument("--update-lock", action="store_true",
                    help="rewrite weights.lock from the model files as they are now")
+    b.add_argument("--explain", action="store_true",
+                   help="for every layer not taken from the cache, print why: what differs from that layer's last "
+                        "build in this cache (which file, which wheel version, which setting)")
     _evidence_options(b)
     _result_options(b, "image")
 
@@ -346,6 +291,20 @@ def _parser() -> argparse.ArgumentParser:
     insp.add_argument("--json", action="store_true", help="machine-readable output")
     _store_and_registry_options(insp, "registry credentials")
 
+    df = sub.add_parser("diff", help="what differs between two images, layer by layer and file by file, and why",
+                        description="Compare the images at A and B (oci:DIR[:TAG], oci-archive:FILE[:TAG], "
+                                    "docker-archive:FILE, docker://REF): layers unchanged, changed, added and removed "
+                                    "with their sizes; for a changed layer the files that differ; for two builds "
+                                    "from the same content store the cause (which source file, which wheel or "
+                                    "Debian package version, which setting); then the config changes. Two indexes "
+                                    "are compared platform by platform. Exits 0 whether or not they differ.")
+    df.add_argument("a", metavar="A", help="the first image (e.g. the one before a change)")
+    df.add_argument("b", metavar="B", help="the second image")
+    df.add_argument("--platform", help="compare only this platform of two indexes (default: every platform both "
+                                       "have)")
+    df.add_argument("--json", action="store_true", help="machine-readable output (every changed file listed)")
+    _store_and_registry_options(df, "registry credentials")
+
     login = sub.add_parser("login", help="store registry credentials the way docker does",
                            description="Check credentials against REGISTRY and store them in $DOCKER_CONFIG/"
                                        "config.json (or its credential helper), where docker, podman, skopeo and "
@@ -356,10 +315,12 @@ def _parser() -> argparse.ArgumentParser:
     _registry_options(login)
     login.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
+    from .init_cli import add_parsers as init_parsers
     from .referrers.cli import add_parsers as referrer_parsers
     from .signing_cli import add_parsers as signing_parsers
 
     referrer_parsers(sub)
+    init_parsers(sub)
     verify = signing_parsers(sub)["verify"]
     verify.add_argument("--rebuild", action="store_true",
                         help="build the image again from the plan its provenance records, in a fresh store, and "
@@ -429,11 +390,13 @@ def _cmd_build(args: argparse.Namespace) -> int:
         raise ConfigError("no output given: add --output LOCATION (e.g. --output oci:out/app:latest) "
                           "or 'outputs = [...]' in the build file")
     store = _store(args)
-    reporter = _Reporter(args.quiet or args.json)
+    reporter = _Reporter(args.quiet or args.json, live=True)
     client = _build_client(args, plan, store, reporter)
     evidence = _evidence(args, plan)  # the key is loaded (and its password asked) before anything is built
-    result = publish(build(plan, store=store, on_event=reporter, client=client, update_lock=args.update_lock),
+    result = publish(build(plan, store=store, on_event=reporter, client=client, update_lock=args.update_lock,
+                           explain=args.explain),
                      on_event=reporter, client=client, evidence=evidence)
+    reporter.close()  # the live view ends (its last frame stays) before the digest is printed
     _write_results(args, result.digest, result.to_dict())
     return 0
 
@@ -528,7 +491,7 @@ def _cmd_build_many(args: argparse.Namespace, projects: list[str]) -> int:
         return replace(_evidence(unsigned, plan), sign_key=key)
 
     width = max(len(e.name) for e in entries)
-    batch = build_many(plans, store=store, client=client, on_event=reporter, jobs=args.jobs,
+    batch = build_many(plans, store=store, client=client, on_event=reporter, jobs=args.jobs, explain=args.explain,
                        project_events=lambda name: _ProjectReporter(args.quiet or args.json, name, width),
                        update_lock=args.update_lock, evidence=evidence)
     debug = args.debug or bool(os.environ.get("OCIBUILD_DEBUG"))
@@ -716,7 +679,7 @@ def _cmd_model(args: argparse.Namespace) -> int:
         raise ConfigError(f"--name {name!r}: use lowercase letters and digits, optionally separated by '.', '_' "
                           "or '-', e.g. 'weights'")
     outputs = [parse_location(o) for o in args.output]
-    reporter = _Reporter(args.quiet or args.json)
+    reporter = _Reporter(args.quiet or args.json, live=True)
     client = _client(args, reporter, _creds(args)) if any(isinstance(o, Registry) for o in outputs) else None
     sinks = [sink_for(o, client=client, mtime=source_date_epoch()) for o in outputs]
     for sink in sinks:
@@ -729,6 +692,7 @@ def _cmd_model(args: argparse.Namespace) -> int:
     if updated is not None:
         updated.write()
         reporter(Note(text=f"wrote   {updated.path}"))
+    reporter.close()
     _write_results(args, model.digest, {**model.to_dict(), "outputs": list(written)})
     return 0
 
@@ -749,7 +713,7 @@ def _cmd_rebase(args: argparse.Namespace) -> int:
     pairs = [(images[0], outputs)] if len(images) == 1 else [(i, [o]) for i, o in zip(images, outputs, strict=True)]
     old = parse_location(args.old_base) if args.old_base else None
     new = parse_location(args.base)
-    reporter = _Reporter(args.quiet or args.json)
+    reporter = _Reporter(args.quiet or args.json, live=True)
     store = _store(args)
     client = None
     if any(isinstance(loc, Registry) for loc in (*images, *outputs, new, old)):
@@ -771,6 +735,7 @@ def _cmd_rebase(args: argparse.Namespace) -> int:
                  for group, d in zip(sinks, docs, strict=True)]
     done = [replace(r, outputs=publish(r.artifact, group, on_event=reporter)) for r, group in zip(results, sinks,
                                                                                                   strict=True)]
+    reporter.close()
     if len(done) == 1:
         _write_results(args, done[0].digest, done[0].to_dict())
     else:
@@ -869,6 +834,17 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from .diff import diff_locations, platform_arg, render
+    from .transports import parse_location
+
+    a, b = parse_location(args.a), parse_location(args.b)
+    result = diff_locations(a, b, store=_store(args), platform=platform_arg(args.platform),
+                            client=_client(args, None, _creds(args)))
+    print(json.dumps(result.to_dict(), indent=2) if args.json else "\n".join(render(result)))
+    return 0
+
+
 def _cmd_login(args: argparse.Namespace) -> int:
     try:
         host = Reference.parse(f"{args.registry.removeprefix('https://').rstrip('/')}/probe").registry
@@ -920,10 +896,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         commands = {"login": _cmd_login, "fetch": _cmd_fetch, "build": _cmd_build, "dev": _cmd_dev, "base": _cmd_base,
-                    "inspect": _cmd_inspect, "model": _cmd_model, "rebase": _cmd_rebase, "resolve": _cmd_resolve,
+                    "inspect": _cmd_inspect, "diff": _cmd_diff, "model": _cmd_model, "rebase": _cmd_rebase,
+                    "resolve": _cmd_resolve,
                     "sbom": referrer_commands.cmd_sbom, "provenance": referrer_commands.cmd_provenance}
         command = commands.get(args.command) or args.func
-        return int(command(args))
+        try:
+            return int(command(args))
+        finally:
+            close_reporters()  # the live view stops, held lines are printed: an error line comes after them
     except OcibuildError as exc:
         if debug:
             traceback.print_exc()

@@ -20,6 +20,7 @@ import errno
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -364,6 +365,10 @@ class ContentStore:
                 yield Digest(algo_dir.name, p.name)
 
 
+def _temp_name(folder: Path, name: str) -> str:
+    return os.path.join(folder, f".{name}.tmp-{secrets.token_hex(6)}")
+
+
 @contextlib.contextmanager
 def atomic_writer(path: Path, *, tmp_dir: Path | None = None, mode: int | None = None,
                   hint: str = "free space on that file system") -> Iterator[BinaryIO]:
@@ -372,13 +377,15 @@ def atomic_writer(path: Path, *, tmp_dir: Path | None = None, mode: int | None =
     it fails because the disk is full. The one atomic-write helper: the store, lock files,
     credentials and every sink use it. A full disk (ENOSPC / EDQUOT) raises ``DiskFull`` naming
     ``path`` and ``hint``; other ``OSError`` pass through unchanged."""
+    folder = tmp_dir or path.parent
+    name = _temp_name(folder, path.name)  # named before it exists: a Ctrl-C right after creating it removes it
     try:
-        fd, name = tempfile.mkstemp(dir=tmp_dir or path.parent, prefix=f".{path.name}.tmp-")
-    except OSError as exc:
-        if is_no_space(exc):
-            raise write_error(exc, path, hint) from None
-        raise
-    try:
+        while True:
+            try:
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                break
+            except FileExistsError:
+                name = _temp_name(folder, path.name)
         with os.fdopen(fd, "wb") as f:
             yield f
         if mode is not None:

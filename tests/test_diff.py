@@ -108,7 +108,8 @@ def test_build_explain_says_why_each_built_layer_was_built(builds: Builds) -> No
     assert re.search(r"why: numpy 2\.2\.6 -> 2\.2\.5", builds.explain_bump), builds.explain_bump
     # only the layers that were built are explained: the edit rebuilt the code layer only
     assert len(re.findall(r"why: ", builds.explain_edit)) == 1, builds.explain_edit
-    assert "numpy" not in builds.explain_edit
+    assert re.search(r"^layer\s+py:numpy\s+cached", builds.explain_edit, re.MULTILINE), builds.explain_edit
+    assert re.search(r"^layer\s+code\s+built.*\n\s+why: /app/server\.py", builds.explain_edit, re.MULTILINE)
 
 
 def test_explain_events_from_the_library(builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

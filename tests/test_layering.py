@@ -13,14 +13,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ocibuild"
 LAYERS: list[tuple[str, ...]] = [
     ("spec",),
     ("errors", "version", "events"),
-    ("store", "timestamps", "records"),
+    ("store", "timestamps", "records", "explain", "progress"),
     ("layers",),
     ("image", "mutate", "imagefs"),
     ("transports", "plan", "debianspec", "transfer", "kube"),
     ("registry",),
     ("sources", "sinks", "inspect", "debian", "python", "referrers", "models", "signing", "cliargs", "cacherepo"),
-    ("build", "publish", "config", "attest", "rebuild", "resolve", "evidence", "dev", "devrun", "rebase", "batch"),
-    ("cli", "signing_cli", "__main__", "__init__"),
+    ("build", "publish", "config", "attest", "rebuild", "resolve", "evidence", "dev", "devrun", "rebase", "batch",
+     "diff", "init"),
+    ("cli", "signing_cli", "init_cli", "__main__", "__init__", "_docs"),
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -13,7 +13,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import ImageNotFound, RegistryError
-from ..events import Pushed
+from ..events import BlobTransferred, Pushed
 from ..image import Artifact, Blob, Image, Index, image_blobs, images_of, mount_source
 from ..registry.client import RegistryClient, Repository
 from ..spec import Digest, MediaType, Reference
@@ -47,6 +47,11 @@ def push_blobs(client: RegistryClient, ref: Reference, blobs: list[Blob], *,
         return client.push_blob(repo, blob.descriptor, blob.open, mount_from=mount, check=check)
 
     done: dict[Digest, str] = {b.descriptor.digest: "known" for b in unique}
+    asked = {b.descriptor.digest for b in todo}
+    for blob in unique:  # taken as present without asking: reported as found there, like a HEAD that said so
+        if blob.descriptor.digest not in asked:
+            client.on_event(BlobTransferred(registry=repo.host, repository=repo.name, digest=blob.descriptor.digest,
+                                            size=blob.descriptor.size, how="exists", seconds=0.0))
     if todo:
         with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo)))) as pool:
             futures = {b.descriptor.digest: pool.submit(push, b) for b in todo}
