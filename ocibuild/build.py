@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import mutate
 from .errors import ConfigError, OutputError, ResolutionError
-from .events import BaseResolved, BuildStarted, EventHandler, LayerDone, LayerExplained, Note, ignore
+from .events import BaseResolved, BuildStarted, Event, EventHandler, LayerDone, LayerExplained, Note, ignore
 from .image import Artifact, Image, Index, Layer, store_layer
 from .layers import TarEntry, TarOptions, build_layer, collect
 from .layers.policy import compression_for, split
@@ -283,7 +283,6 @@ def _python_layers(plan: BuildPlan, location: Location, base: Image, store: Cont
         reports.append(LayerReport(label=label, layer=layer, cached=d.built.cached))
         on_event(LayerDone(label=label, descriptor=layer.descriptor(), cached=d.built.cached, seconds=d.seconds,
                            files=len(d.wheels), platform=str(base.config.platform)))
-        _explain(plan, store, on_event, label, str(base.config.platform), layer, d.built.cached, explain)
     env = deps.env(base.config.config.env_dict().get("PATH", ""))
     info = {"target": deps.target.to_dict(), "venv": deps.layout.prefix,
             "pins": [f"{p.name}=={p.version}" for p in deps.pins],
@@ -362,6 +361,8 @@ def _build_one(plan: BuildPlan, store: ContentStore, platform: Platform | None, 
         store.put_bytes(base.config_bytes)
     on_event(BaseResolved(base=str(location), digest=None if scratch else base.digest, layers=len(base.layers),
                           platform=str(base.config.platform)))
+    if isinstance(location, DebianBase):
+        _explain_base(plan, store, on_event, base, explain)
     created = rfc3339(plan.source_date_epoch)
     addenda: list[mutate.Addendum] = []
     reports: list[LayerReport] = []
@@ -463,6 +464,7 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
         sink.check()
     client = _registry_client(plan, client, session, on_event)
     store = _with_cache_repo(store, plan, client, session, on_event)
+    on_event = _explaining(plan, store, on_event, explain)
     targets = _targets(plan, store, client, on_event, memo)
     on_event(BuildStarted(platforms=tuple(str(t) for t in targets if t is not None)))
     if len(targets) > 1 and any(isinstance(o, DockerArchive) for o in plan.outputs):
@@ -473,7 +475,6 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
     for fl in file_layers:
         on_event(LayerDone(label=fl.label, descriptor=fl.layer.descriptor(), cached=fl.cached, seconds=fl.seconds,
                            files=fl.files))
-        _explain(plan, store, on_event, fl.label, None, fl.layer, fl.cached, explain)
     built: list[_Built] = []
     if len(targets) == 1:
         built.append(_build_one(plan, store, targets[0], client, on_event, file_layers, session, models, memo,
@@ -505,14 +506,34 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
                                        for b in built))
 
 
-def _explain(plan: BuildPlan, store: ContentStore, on_event: EventHandler, label: str, platform: str | None,
-             layer: Layer, cached: bool, explain: bool) -> None:
-    """Note ``layer`` as this project's last ``label`` layer; with ``explain``, say why it was built."""
+def _explaining(plan: BuildPlan, store: ContentStore, on_event: EventHandler, explain: bool) -> EventHandler:
+    """``on_event``, noting each layer a ``LayerDone`` reports as this project's last of its label and
+    platform; with ``explain``, followed by a ``LayerExplained`` for each one that was built."""
     from .explain import explain_layer
 
-    why = explain_layer(store, (str(plan.project_dir.absolute()), label, platform or ""), layer.digest, cached)
-    if explain and why:
-        on_event(LayerExplained(label=label, platform=platform, causes=why))
+    def handle(event: Event) -> None:
+        on_event(event)
+        if isinstance(event, LayerDone):
+            role = (str(plan.project_dir.absolute()), event.label, event.platform or "")
+            why = explain_layer(store, role, event.descriptor.digest, event.cached)
+            if explain and why:
+                on_event(LayerExplained(label=event.label, platform=event.platform, causes=why))
+
+    return handle
+
+
+def _explain_base(plan: BuildPlan, store: ContentStore, on_event: EventHandler, base: Image, explain: bool) -> None:
+    """A base built from Debian packages here: each of its layers that is not the one the last build
+    had (its packages changed) is explained like a built layer."""
+    from .explain import explain_layer
+
+    made = [h.created_by for h in base.config.history if not h.empty_layer]
+    platform = str(base.config.platform)
+    for i, layer in enumerate(base.layers):
+        label = "base:" + (made[i].rsplit(": ", 1)[-1] if len(made) == len(base.layers) else str(i + 1))
+        why = explain_layer(store, (str(plan.project_dir.absolute()), label, platform), layer.digest, None)
+        if explain and why:
+            on_event(LayerExplained(label=label, platform=platform, causes=why))
 
 
 def _with_cache_repo(store: ContentStore, plan: BuildPlan, client: RegistryClient | None,

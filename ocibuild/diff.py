@@ -129,8 +129,15 @@ class DiffResult:
 
 def _role(created_by: str) -> str:
     """What added a layer, without its trailing detail: ``ocibuild: python numpy (numpy==2.1.0)`` ->
-    ``ocibuild: python numpy``."""
-    return re.sub(r"\s*\([^()]*\)\s*$", "", created_by).strip()
+    ``ocibuild: python numpy`` (linear in the text's length: it comes from an untrusted config).
+
+    >>> _role("ocibuild: python numpy (numpy==2.1.0)"), _role("COPY . /app"), _role("(x)")
+    ('ocibuild: python numpy', 'COPY . /app', '')
+    """
+    text = created_by.strip()
+    if text.endswith(")") and (cut := text.rfind("(")) >= 0 and ")" not in text[cut:-1]:
+        text = text[:cut].rstrip()
+    return text
 
 
 def _history(image: Image) -> list[str]:
@@ -144,26 +151,40 @@ def _sides(image: Image) -> list[LayerSide]:
             for i, d in enumerate(image.manifest.layers)]
 
 
-def _pairs(a: list[LayerSide], b: list[LayerSide]) -> list[tuple[LayerSide | None, LayerSide | None]]:
-    """Layers of A and B paired in order: same blob, else same role (non-empty), else alone."""
+def _pairs(a: list[LayerSide], b: list[LayerSide], related: bool) -> list[tuple[LayerSide | None,
+                                                                                LayerSide | None]]:
+    """Layers of A and B paired in order: the same blob; else, for ``related`` images, the same role
+    (non-empty); else alone."""
     out: list[tuple[LayerSide | None, LayerSide | None]] = []
     matcher = difflib.SequenceMatcher(None, [s.digest for s in a], [s.digest for s in b], autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             out += list(zip(a[i1:i2], b[j1:j2], strict=True))
             continue
-        left, right = list(a[i1:i2]), list(b[j1:j2])
+        right = list(b[j1:j2])
+        by_role: dict[str, list[int]] = {}
+        for k, y in enumerate(right):
+            if related and (role := _role(y.created_by)):
+                by_role.setdefault(role, []).append(k)
         used: set[int] = set()
-        for x in left:
-            match = next((k for k, y in enumerate(right) if k not in used and _role(x.created_by)
-                          and _role(x.created_by) == _role(y.created_by)), None)
-            if match is None:
-                out.append((x, None))
+        for x in a[i1:i2]:
+            candidates = by_role.get(_role(x.created_by)) if related else None
+            if candidates:
+                k = candidates.pop(0)
+                used.add(k)
+                out.append((x, right[k]))
             else:
-                used.add(match)
-                out.append((x, right[match]))
+                out.append((x, None))
         out += [(None, y) for k, y in enumerate(right) if k not in used]
     return out
+
+
+def _related(a: Image, b: Image) -> bool:
+    """Two versions of one image: they share a layer, or name the same base."""
+    if {d.digest for d in a.manifest.layers} & {d.digest for d in b.manifest.layers}:
+        return True
+    base = a.manifest.annotations.get(BASE_DIGEST) or a.manifest.annotations.get(BASE_NAME)
+    return bool(base) and base in (b.manifest.annotations.get(BASE_DIGEST), b.manifest.annotations.get(BASE_NAME))
 
 
 def _file_changes(a: Layer, b: Layer) -> tuple[FileChange, ...]:
@@ -252,7 +273,7 @@ def _show(value: object) -> str:
 def diff_images(a: Image, b: Image, store: ContentStore) -> ImageDiff:
     """Compare two single-platform images (see the module's description)."""
     changes = []
-    for x, y in _pairs(_sides(a), _sides(b)):
+    for x, y in _pairs(_sides(a), _sides(b), _related(a, b)):
         if x is not None and y is not None and x.digest == y.digest:
             changes.append(LayerChange(status="unchanged", a=x, b=y))
         elif x is not None and y is not None:
@@ -262,6 +283,12 @@ def diff_images(a: Image, b: Image, store: ContentStore) -> ImageDiff:
             changes.append(LayerChange(status="added" if x is None else "removed", a=x, b=y))
     return ImageDiff(platform=str(b.config.platform), a_digest=str(a.digest), b_digest=str(b.digest),
                      layers=tuple(changes), config=_config_changes(a, b))
+
+
+def _platform_key(p: Platform) -> tuple[str, str, str]:
+    """``linux/arm64`` and ``linux/arm64/v8`` are one platform (v8 is arm64's only variant)."""
+    variant = p.variant or ("v8" if p.architecture == "arm64" else "")
+    return (p.os, p.architecture, variant)
 
 
 def _platforms(location: Location, store: ContentStore, client: RegistryClient | None) -> tuple[Platform, ...]:
@@ -293,42 +320,58 @@ def diff_locations(a: Location | str, b: Location | str, *, store: ContentStore,
         pairs: Sequence[tuple[Platform | None, Platform | None]] = [(platform, platform)]
     else:
         pa, pb = _platforms(la, store, client), _platforms(lb, store, client)
-        common = [p for p in pa if p in pb]
-        pairs = [(p, p) for p in common] if common and max(len(pa), len(pb)) > 1 else [(None, None)]
+        keyed = {_platform_key(p): p for p in pb}
+        common = [(p, keyed[_platform_key(p)]) for p in pa if _platform_key(p) in keyed]
+        pairs = common if common and max(len(pa), len(pb)) > 1 else [(None, None)]
     images = tuple(diff_images(_image(la, store, x, client), _image(lb, store, y, client), store) for x, y in pairs)
     return DiffResult(a=str(la), b=str(lb), images=images)
 
 
+def _safe(text: str, limit: int = 1000) -> str:
+    """Text from an image (paths, history, env) fit for a terminal line: control characters escaped,
+    cut at ``limit``.
+
+    >>> _safe("a\\x1b[2Jb\\nc")
+    'a\\\\x1b[2Jb\\\\nc'
+    """
+    text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def render(result: DiffResult) -> list[str]:
     """The human report: per platform, a summary line, then each layer that is not unchanged with its
-    files (at most ``MAX_FILES_SHOWN``) and cause, then the config changes."""
-    lines = [f"A  {result.a}", f"B  {result.b}"]
+    files (at most ``MAX_FILES_SHOWN``) and cause, then the config changes. Text taken from the images
+    has its control characters escaped."""
+    lines = [f"A  {_safe(result.a)}", f"B  {_safe(result.b)}"]
     for image in result.images:
         lines.append("")
         state = "identical" if image.identical else (
             f"{image.count('unchanged')} layers unchanged, {image.count('changed')} changed, "
             f"{image.count('added')} added, {image.count('removed')} removed")
-        lines.append(f"{image.platform}  {image.a_digest[:19]} -> {image.b_digest[:19]}  {state}")
+        lines.append(f"{_safe(image.platform)}  {image.a_digest[:19]} -> {image.b_digest[:19]}  {state}")
         for layer in image.layers:
             if layer.status == "unchanged":
                 continue
             sizes = " -> ".join(human_size(s.size) for s in (layer.a, layer.b) if s is not None)
             where = "/".join(str(s.index) for s in (layer.a, layer.b) if s is not None)
             digests = " -> ".join(s.digest[7:19] for s in (layer.a, layer.b) if s is not None)
-            lines.append(f"  {layer.status:<8} layer {where:<5} {layer.created_by or '(no history)'}")
+            lines.append(f"  {layer.status:<8} layer {where:<5} {_safe(layer.created_by) or '(no history)'}")
             lines.append(f"           {digests}  {sizes}")
             if layer.status == "changed":
                 if not layer.files:
                     lines.append("           files: the same files (other tar bytes: order, timestamps or compression)")
                 for f in layer.files[:MAX_FILES_SHOWN]:
-                    lines.append(f"           {f}")
+                    lines.append(f"           {_safe(str(f))}")
                 if len(layer.files) > MAX_FILES_SHOWN:
                     lines.append(f"           ... and {len(layer.files) - MAX_FILES_SHOWN} more files (--json lists "
                                  "them all)")
                 for c in layer.cause:
-                    lines.append(f"           why: {c}")
+                    lines.append(f"           why: {_safe(c)}")
         for c in image.config:
-            lines.append(f"  config   {c}")
+            lines.append(f"  config   {_safe(c)}")
     return lines
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from .errors import OcibuildError
@@ -58,12 +58,14 @@ def package_inputs(what: str, packages: Sequence[tuple[str, str, str]], settings
             "packages": {name: [version, sha256] for name, version, sha256 in packages}}
 
 
-def remember(store: Records, digest: Digest | str, inputs: Mapping[str, Any]) -> None:
-    """Note ``inputs`` for the layer ``digest`` unless they are noted already (never fails: a cache)."""
+def remember(store: Records, digest: Digest | str,
+             inputs: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) -> None:
+    """Note ``inputs`` (or what ``inputs()`` gives, made only when needed) for the layer ``digest``
+    unless they are noted already (never fails: a cache)."""
     key = INPUTS + Digest.parse(str(digest)).hex
     with contextlib.suppress(OcibuildError, OSError):
         if not store.has_record(key):
-            store.put_record(key, inputs)
+            store.put_record(key, inputs() if callable(inputs) else inputs)
 
 
 def recall(store: Records, digest: Digest | str) -> dict[str, Any] | None:
@@ -148,9 +150,11 @@ def causes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(lines) or ("the same inputs (the layer was made by another version of ocibuild)",)
 
 
-def explain_layer(store: Records, role: Sequence[str], digest: Digest, cached: bool) -> tuple[str, ...] | None:
+def explain_layer(store: Records, role: Sequence[str], digest: Digest,
+                  cached: bool | None) -> tuple[str, ...] | None:
     """Note ``digest`` as the last layer of ``role`` (e.g. project folder, layer label, platform) and,
-    when it was built (not ``cached``), say why: what differs from the layer this role had last time."""
+    when it was built (not ``cached``), say why: what differs from the layer this role had last time.
+    ``cached=None`` (not known): say why only when it is not the layer of last time."""
     key = LAST + hashlib.sha256(json.dumps(list(role)).encode()).hexdigest()
     try:
         last = store.get_record(key)
@@ -158,7 +162,7 @@ def explain_layer(store: Records, role: Sequence[str], digest: Digest, cached: b
             store.put_record(key, str(digest))
     except (OcibuildError, OSError):
         last = None
-    if cached:
+    if cached or (cached is None and last in (None, str(digest))):
         return None
     if not isinstance(last, str):
         return ("no earlier build of this layer in this cache to compare with",)

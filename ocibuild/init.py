@@ -9,7 +9,9 @@ a web application (a module-level ``FastAPI()`` / ``Starlette()`` / ``Flask(__na
   (the order the README gives), as the ``[python]`` table;
 - **entrypoint**: a ``[project.scripts]`` console script of an installed package, else a web app served
   by uvicorn / gunicorn on port 8000, else ``python3 -m PACKAGE`` for a ``__main__.py``, else a top-level
-  script with an ``if __name__ == "__main__":`` block;
+  script with an ``if __name__ == "__main__":`` block. For a project installed as a wheel, a module
+  the wheel holds comes first; one it does not (a top-level ``main.py`` beside the package) gets the
+  project folder copied to ``/app`` as well, the working folder it is imported from;
 - **models**: folders of weight files (``.safetensors``, ``.onnx``, ``.gguf``...) as layers of their
   own before the code (or, asked for, ``[[models]]`` images);
 - a ``.ociignore`` for what should not reach the image (``.env`` files, tests, editor folders).
@@ -29,6 +31,7 @@ import tempfile
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,8 +53,11 @@ _APP_CLASSES = {"fastapi.FastAPI": "fastapi", "fastapi.applications.FastAPI": "f
 _FACTORIES = ("create_app", "make_app", "app_factory")
 _PREFERRED_FILES = ("main", "app", "server", "api", "asgi", "wsgi", "application", "__init__", "run", "cli")
 # folders never searched for code or models (besides hidden ones and virtual environments)
-_SKIP_DIRS = {"node_modules", "__pycache__", "site-packages", "build", "dist", "tests", "test", "docs", "out"}
-_MAX_FILES = 5000
+_SKIP_DIRS = {"node_modules", "__pycache__", "__pypackages__", "site-packages", "build", "dist", "tests", "test",
+              "docs", "out"}
+# the most Python files and weight files looked at (each counted on its own; other files are not looked at)
+_MAX_PY_FILES = 5000
+_MAX_WEIGHT_FILES = 5000
 _MAX_PARSE_BYTES = 1 << 20
 _WEIGHTS = (".safetensors", ".onnx", ".gguf", ".ggml", ".pt", ".pth", ".bin", ".ckpt", ".h5", ".keras", ".tflite",
             ".joblib", ".pkl", ".pb", ".msgpack", ".npz")
@@ -136,22 +142,53 @@ def _toml(path: Path, what: str) -> dict[str, Any]:
 
 
 def _is_venv(folder: Path) -> bool:
-    return (folder / "pyvenv.cfg").is_file()
+    """A virtual environment (``pyvenv.cfg``) or a conda environment (``conda-meta/``), whatever its name."""
+    return (folder / "pyvenv.cfg").is_file() or (folder / "conda-meta").is_dir()
+
+
+def _skipped(entry: os.DirEntry[str]) -> bool:
+    name = entry.name
+    return (name.startswith(".") or name in _SKIP_DIRS or name.endswith(".egg-info")
+            or _is_venv(Path(entry.path)))
 
 
 def _walk(project: Path) -> Iterator[Path]:
-    """Files of the project worth looking at, shallow first: hidden folders, virtual environments,
-    tests, docs and build outputs are skipped."""
-    count = 0
-    for root, dirs, files in os.walk(project):
-        here = Path(root)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS
-                         and not d.endswith(".egg-info") and not _is_venv(here / d))
-        for name in sorted(files):
-            count += 1
-            if count > _MAX_FILES:
-                return
-            yield here / name
+    """The project's Python files and weight files (the only files init looks at below the top; the
+    project files it reads -- ``pyproject.toml``, locks, requirements -- are read from the top folder
+    directly), folder by folder, shallow first (breadth-first, each level in name order).
+
+    Hidden folders (``.git``, ``.venv``...), virtual and conda environments, ``node_modules``,
+    ``__pycache__``, tests, docs and build outputs are not entered, nor symbolic links to folders. At most
+    ``_MAX_PY_FILES`` Python files and ``_MAX_WEIGHT_FILES`` weight files are given, each cap on its own:
+    no number of data files (images, JSON, CSV...) hides the code, and the shallowest code comes first.
+    """
+    py_files = weight_files = 0
+    level = [project]
+    while level:
+        below: list[Path] = []
+        for folder in level:
+            try:
+                with os.scandir(folder) as scan:
+                    entries = sorted(scan, key=lambda e: e.name)
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    continue
+                if is_dir:
+                    if not entry.is_symlink() and not _skipped(entry):
+                        below.append(Path(entry.path))
+                elif entry.name.endswith(".py"):
+                    py_files += 1
+                    if py_files <= _MAX_PY_FILES:
+                        yield Path(entry.path)
+                elif entry.name.lower().endswith(_WEIGHTS):
+                    weight_files += 1
+                    if weight_files <= _MAX_WEIGHT_FILES:
+                        yield Path(entry.path)
+        level = below
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -294,19 +331,119 @@ class _Entry:
     framework: str = ""  # a key of _SERVERS for a web app
     env: Mapping[str, str] = field(default_factory=dict)
     rank: tuple[Any, ...] = ()
+    outside: str = ""  # the module file the command imports, when the wheel of an installed project lacks it
 
 
-def _import_root(project: Path, path: Path) -> Path:
-    """The folder a module is imported from: ``src`` in a src layout, else the project folder."""
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _wheel_roots(project: Path, pyproject: Mapping[str, Any]) -> list[Path]:
+    """The packages (folders) and modules (``.py`` files) of the project that its wheel holds at the top
+    of ``site-packages``, as far as the build backend's settings (hatch, setuptools, flit, poetry, pdm,
+    uv_build) or, without any, the backends' common default (the package named after the project, in
+    ``src/`` or at the top) tell. Anything else is taken as not in the wheel: at worst the project
+    folder is copied for nothing."""
+    tool = pyproject.get("tool", {})
+    tool = tool if isinstance(tool, dict) else {}
+    backend = str(pyproject.get("build-system", {}).get("build-backend", "")).split(".")[0]
+    known = {"hatchling": "hatch", "setuptools": "setuptools", "flit_core": "flit", "poetry": "poetry",
+             "pdm": "pdm", "uv_build": "uv"}
+    # the settings of the backend that builds the wheel (of every one, with another backend or none named)
+    read = {known[backend]} if backend in known else set(known.values())
+    tool = {k: v for k, v in tool.items() if k in read}
+    found: list[Path] = []
+
+    def add(rel: str) -> None:
+        path = project / rel.strip("/")
+        if path != project and path.is_relative_to(project) and (
+                path.is_dir() or (path.suffix == ".py" and path.is_file())) and path not in found:
+            found.append(path)
+
+    def table(*keys: str) -> dict[str, Any]:
+        here: Any = tool
+        for key in keys:
+            here = here.get(key, {}) if isinstance(here, dict) else {}
+        return here if isinstance(here, dict) else {}
+
+    for hatch in (table("hatch", "build", "targets", "wheel"), table("hatch", "build")):
+        for item in _strings(hatch.get("packages")):
+            add(item)  # installed under its last name (hatch's rule)
+        for item in _strings(hatch.get("only-include")):
+            if len(Path(item).parts) == 1:  # a deeper one keeps its whole path in the wheel
+                add(item)
+    setuptools = table("setuptools")
+    package_dir = setuptools.get("package-dir", {})
+    base = str(package_dir.get("", "")) if isinstance(package_dir, dict) else ""
+    packages = setuptools.get("packages")
+    if isinstance(packages, list):
+        for name in _strings(packages):
+            if "." not in name:
+                add(f"{base}/{name}" if base else name)
+    elif isinstance(packages, dict) and isinstance(packages.get("find"), dict):
+        find = packages["find"]
+        patterns = _strings(find.get("include")) or ["*"]
+        for where in _strings(find.get("where")) or ["."]:
+            folder = project / where
+            for sub in sorted(folder.iterdir()) if folder.is_dir() else []:
+                if sub.is_dir() and (sub / "__init__.py").is_file() and any(fnmatch(sub.name, x) for x in patterns):
+                    add(sub.relative_to(project).as_posix())
+    for name in _strings(setuptools.get("py-modules")):
+        if "." not in name:
+            add(f"{base}/{name}.py" if base else f"{name}.py")
+    flit = table("flit", "module").get("name")
+    uv_build = table("uv", "build-backend")
+    uv_names = _strings(uv_build.get("module-name"))
+    for name in _strings(flit) + uv_names:
+        for root in ([str(uv_build.get("module-root", "src"))] if name in uv_names else ["src", ""]):
+            prefix = f"{root}/" if root.strip("/") else ""
+            add(prefix + name.replace(".", "/"))
+            add(f"{prefix}{name}.py")
+    poetry = table("poetry").get("packages")
+    for item in poetry if isinstance(poetry, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("include"), str):
+            origin = item.get("from", "")
+            add(f"{origin}/{item['include']}" if isinstance(origin, str) and origin else item["include"])
+    pdm = table("pdm", "build")
+    pdm_root = str(pdm.get("package-dir", ""))
+    for item in _strings(pdm.get("includes")):
+        if len(Path(item).parts) == 1 or (pdm_root and Path(item).parent == Path(pdm_root)):
+            add(item)
+    if not found:
+        name = _normalize(str(pyproject.get("project", {}).get("name", ""))).replace("-", "_")
+        if name.isidentifier():
+            for candidate in (f"src/{name}", name, f"src/{name}.py", f"{name}.py"):
+                add(candidate)
+    return found
+
+
+def _import_root(project: Path, path: Path, wheel: Sequence[Path] = ()) -> Path:
+    """The folder a module is imported from: for a module in the wheel, the folder above its package
+    there; else ``src`` in a src layout, else the project folder."""
+    for root in wheel:
+        if path.is_relative_to(root):
+            return root.parent
     src = project / "src"
     if path.is_relative_to(src) and not (src / "__init__.py").is_file():
         return src
     return project
 
 
-def _module_name(project: Path, path: Path) -> str | None:
+def _in_wheel(path: Path, wheel: Sequence[Path] | None) -> bool:
+    return wheel is not None and any(path.is_relative_to(root) for root in wheel)
+
+
+def _outside(project: Path, path: Path, wheel: Sequence[Path] | None) -> str:
+    """``path`` relative to the project when the project is installed (``wheel`` not None) and its wheel
+    lacks that file (so the project folder must be copied for it to import), else ""."""
+    return path.relative_to(project).as_posix() if wheel is not None and not _in_wheel(path, wheel) else ""
+
+
+def _module_name(project: Path, path: Path, wheel: Sequence[Path] = ()) -> str | None:
     """``pkg.mod`` for ``pkg/mod.py`` (relative to its import root); None if it cannot be imported so."""
-    parts = list(path.relative_to(_import_root(project, path)).with_suffix("").parts)
+    parts = list(path.relative_to(_import_root(project, path, wheel)).with_suffix("").parts)
     if parts and parts[-1] == "__init__":
         parts.pop()
     if not parts or not all(p.isidentifier() and not keyword.iskeyword(p) for p in parts):
@@ -393,19 +530,24 @@ def _entry_rank(project: Path, path: Path, attribute: str) -> tuple[Any, ...]:
     return (attribute not in ("app", "application", "api"), len(rel.parts), preferred, str(rel))
 
 
-def _pythonpath(project: Path, path: Path, copied: bool) -> dict[str, str]:
+def _pythonpath(project: Path, path: Path, wheel: Sequence[Path] | None) -> dict[str, str]:
+    """``PYTHONPATH`` for a module imported from the copied project folder, when its import root is below
+    it (``/app/src``); none for a module of the installed wheel."""
     root = _import_root(project, path)
-    if root == project or not copied:
+    if root == project or _in_wheel(path, wheel):
         return {}
     return {"PYTHONPATH": f"{APP_DIR}/{root.relative_to(project).as_posix()}"}
 
 
-def _web_entries(project: Path, files: Sequence[Path], copied: bool) -> tuple[list[_Entry], list[str]]:
+def _web_entries(project: Path, files: Sequence[Path],
+                 wheel: Sequence[Path] | None) -> tuple[list[_Entry], list[str]]:
+    """Web app entries; ``wheel``: what the installed project's wheel holds (None: the project is not
+    installed, its folder is copied)."""
     entries: list[_Entry] = []
     notes: list[str] = []
     for path, attribute, framework, factory in _web_apps(project, files):
         rel = path.relative_to(project).as_posix()
-        module = _module_name(project, path)
+        module = _module_name(project, path, wheel or ())
         label, server = _SERVERS[framework]
         if module is None:
             notes.append(f"{label} app in {rel}: its path is not an importable module name; rename the folders")
@@ -417,12 +559,13 @@ def _web_entries(project: Path, files: Sequence[Path], copied: bool) -> tuple[li
         else:
             target = f"{module}:{attribute}()" if factory else f"{module}:{attribute}"
             command = ("gunicorn", "--bind", f"0.0.0.0:{PORT}", target)
-        entries.append(_Entry(command=command, why=what, framework=framework, env=_pythonpath(project, path, copied),
-                              rank=(1, *_entry_rank(project, path, attribute))))
+        outside = _outside(project, path, wheel)
+        entries.append(_Entry(command=command, why=what, framework=framework, env=_pythonpath(project, path, wheel),
+                              rank=(1, bool(outside), *_entry_rank(project, path, attribute)), outside=outside))
     return entries, notes
 
 
-def _django_entry(project: Path, files: Sequence[Path], copied: bool) -> _Entry | None:
+def _django_entry(project: Path, files: Sequence[Path], wheel: Sequence[Path] | None) -> _Entry | None:
     """``gunicorn --bind 0.0.0.0:8000 SITE.wsgi`` for a Django project (``manage.py`` naming its settings,
     ``SITE/wsgi.py`` beside them)."""
     for manage in (p for p in files if p.name == "manage.py" and len(p.relative_to(project).parts) <= 2):
@@ -441,13 +584,18 @@ def _django_entry(project: Path, files: Sequence[Path], copied: bool) -> _Entry 
         wsgi = next((c for c in candidates if c.is_file()), None)
         if wsgi is None:
             continue
-        module = ".".join(wsgi.relative_to(folder).with_suffix("").parts)
         chdir: tuple[str, ...] = ()
-        if folder != project and copied:
-            chdir = ("--chdir", f"{APP_DIR}/{folder.relative_to(project).as_posix()}")
+        outside = _outside(project, wsgi, wheel)
+        module = _module_name(project, wsgi, wheel or ()) if _in_wheel(wsgi, wheel) else None
+        if module is None:  # imported from the copied folder, where manage.py is
+            outside = wsgi.relative_to(project).as_posix() if wheel is not None else ""
+            module = ".".join(wsgi.relative_to(folder).with_suffix("").parts)
+            if folder != project:
+                chdir = ("--chdir", f"{APP_DIR}/{folder.relative_to(project).as_posix()}")
         return _Entry(command=("gunicorn", "--bind", f"0.0.0.0:{PORT}", *chdir, module),
                       why=f"Django project ({manage.relative_to(project).as_posix()} and "
-                          f"{wsgi.relative_to(project).as_posix()})", framework="django", rank=(0,))
+                          f"{wsgi.relative_to(project).as_posix()})", framework="django", rank=(0, bool(outside)),
+                      outside=outside)
     return None
 
 
@@ -468,17 +616,19 @@ def _script_entries(project: Path, pyproject: Mapping[str, Any], installs: bool,
                                           f"\"{scripts[chosen]}\"), installed with the project{others}", rank=(-1,))]
 
 
-def _main_entries(project: Path, files: Sequence[Path], copied: bool, installs: bool) -> list[_Entry]:
+def _main_entries(project: Path, files: Sequence[Path], wheel: Sequence[Path] | None) -> list[_Entry]:
     entries = []
     for path in files:
         rel = path.relative_to(project)
         if path.name == "__main__.py" and len(rel.parts) > 1:
-            module = _module_name(project, path.parent / "__init__.py")
-            if module is None or "." in module or not (copied or installs):
+            module = _module_name(project, path.parent / "__init__.py", wheel or ())
+            if module is None or "." in module:
                 continue
+            outside = _outside(project, path, wheel)
             entries.append(_Entry(command=("python3", "-m", module), why=f"{rel.as_posix()} runs the package",
-                                  env=_pythonpath(project, path, copied), rank=(2, len(rel.parts), str(rel))))
-        elif len(rel.parts) == 1 and path.suffix == ".py" and copied and path.name != "setup.py":
+                                  env=_pythonpath(project, path, wheel),
+                                  rank=(2, bool(outside), len(rel.parts), str(rel)), outside=outside))
+        elif len(rel.parts) == 1 and path.suffix == ".py" and wheel is None and path.name != "setup.py":
             tree = _parse(path)
             if tree is not None and any(_is_main_guard(stmt) for stmt in tree.body):
                 entries.append(_Entry(command=("python3", f"{APP_DIR}/{rel.as_posix()}"),
@@ -705,16 +855,9 @@ def _decide(project: Path, *, base: str | None, models_as: ModelsAs) -> tuple[di
     decisions: list[Decision] = []
     comments: dict[str, str] = {}
     table: dict[str, Any] = {}
-    copied = not installs
-    name = pyproject.get("project", {}).get("name")
-    if installs:
-        decisions.append(Decision(topic="project", text=f"{name or 'the project'} is a package ([project] with a "
-                                                        "[build-system]): built as a wheel and installed in "
-                                                        "/opt/venv; its folder is not copied"))
-    else:
-        why = ("[project] without a [build-system] is an application, as uv sees it" if "project" in pyproject
-               else "pyproject.toml has no [project]" if pyproject_path.is_file() else "no pyproject.toml")
-        decisions.append(Decision(topic="project", text=f"the project folder is copied to {APP_DIR} ({why})"))
+    # an installed project: only what its wheel holds is importable, unless the folder is copied as well
+    wheel = _wheel_roots(project, pyproject) if installs else None
+    copied = not installs  # (made true below when the entrypoint's module is not in the wheel)
     if base is not None:
         table["base"] = _base_text(base, project)
         decisions.append(Decision(topic="base", text=f"base = {table['base']!r} (from --base)"))
@@ -727,18 +870,35 @@ def _decide(project: Path, *, base: str | None, models_as: ModelsAs) -> tuple[di
 
     notes: list[str] = []
     entries = _script_entries(project, pyproject, installs, notes)
-    django = _django_entry(project, code, copied)
+    django = _django_entry(project, code, wheel)
     entries += [django] if django is not None else []
-    web, web_notes = _web_entries(project, code, copied)
+    web, web_notes = _web_entries(project, code, wheel)
     notes += web_notes
     if django is not None:
         web = [e for e in web if e.framework != "django"]
     entries += web
-    entries += _main_entries(project, code, copied, installs)
-    entries.sort(key=lambda e: e.rank)
+    entries += _main_entries(project, code, wheel)
+    entries.sort(key=lambda e: e.rank)  # (of one kind, an entry the wheel holds first)
+    entry = entries[0] if entries else None
+    name = pyproject.get("project", {}).get("name")
+    if installs:
+        package = (f"{name or 'the project'} is a package ([project] with a [build-system]): built as a wheel and "
+                   "installed in /opt/venv")
+        if entry is not None and entry.outside:
+            copied = True
+            held = ", ".join(r.relative_to(project).as_posix() for r in wheel or ())
+            held = f"which holds {held}" if held else "init cannot tell what it holds"
+            text = (f"{package}; the entrypoint's {entry.outside} is not in the wheel ({held}), so the project "
+                    f"folder is copied to {APP_DIR} as well (workdir {APP_DIR}, where it imports from)")
+        else:
+            text = f"{package}; its folder is not copied"
+        decisions.insert(0, Decision(topic="project", text=text))
+    else:
+        why = ("[project] without a [build-system] is an application, as uv sees it" if "project" in pyproject
+               else "pyproject.toml has no [project]" if pyproject_path.is_file() else "no pyproject.toml")
+        decisions.insert(0, Decision(topic="project", text=f"the project folder is copied to {APP_DIR} ({why})"))
     decisions.extend(Decision(topic="note", text=n) for n in notes)
-    if entries:
-        entry = entries[0]
+    if entry is not None:
         others = [e for e in entries[1:] if e.command != entry.command][:2]
         also = f"; also found: {'; '.join(e.why for e in others)}" if others else ""
         table["entrypoint"] = list(entry.command)
@@ -798,6 +958,11 @@ def _decide(project: Path, *, base: str | None, models_as: ModelsAs) -> tuple[di
             layers.append({"name": "app", "src": ".", "dest": APP_DIR,
                            "exclude": [f"{x['src']}/" for x in layers]})
             comments[f"layers[{len(layers) - 1}]"] = "the code: the project folder (without the weights), last"
+        table["workdir"] = APP_DIR
+    elif copied and installs:  # an installed project's folder is copied only when [[layers]] say so
+        layers.append({"name": "app", "src": ".", "dest": APP_DIR})
+        comments["layers[0]"] = (f"the project folder, for {entry.outside if entry else 'the entrypoint'}, "
+                                 "which the project's wheel does not hold")
         table["workdir"] = APP_DIR
     elif copied:
         table["workdir"] = APP_DIR

@@ -86,9 +86,22 @@ def layer_files(layer: Layer) -> dict[str, tuple[object, ...]]:
     return out
 
 
+MAX_ENTRIES = 1_000_000
+"""Most entries a layer may have to be compared file by file (each costs ~200 bytes of memory)."""
+MAX_PATH = 4096
+"""Longest entry name compared (PATH_MAX); a longer one is refused, not held."""
+
+
 def _read_entries(layer: Layer, out: dict[str, tuple[object, ...]]) -> None:
     with layer.uncompressed() as raw, tarfile.open(fileobj=raw, mode="r|", tarinfo=BoundedTarInfo) as tar:
         for member in tar:
+            tar.members.clear()  # type: ignore[attr-defined]  # stream mode would keep every TarInfo
+            if len(member.name) > MAX_PATH or len(member.linkname) > MAX_PATH:
+                raise SourceError(f"layer {layer.digest} has an entry name longer than {MAX_PATH} characters; "
+                                  "it cannot be compared file by file")
+            if len(out) >= MAX_ENTRIES:
+                raise SourceError(f"layer {layer.digest} has more than {MAX_ENTRIES} entries; it cannot be "
+                                  "compared file by file")
             digest = ""
             if member.isfile():
                 f = tar.extractfile(member)

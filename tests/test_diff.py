@@ -16,10 +16,17 @@ import pytest
 from harness.cli import ocibuild
 from harness.registry import Registry
 
+from ocibuild import mutate
 from ocibuild.build import build
 from ocibuild.config import Overrides, load_plan
+from ocibuild.diff import diff_images, render
+from ocibuild.errors import SourceError
 from ocibuild.events import Event, LayerExplained
 from ocibuild.explain import causes, recall
+from ocibuild.image import Image, Layer, store_layer
+from ocibuild.layers import TarEntry, build_layer
+from ocibuild.sources.base import scratch
+from ocibuild.spec.annotations import BASE_DIGEST
 from ocibuild.store import ContentStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,3 +197,63 @@ def test_two_platform_indexes_compare_platform_by_platform(tmp_path: Path) -> No
     one = json.loads(ocibuild("diff", f"oci:{tmp_path / 'o'}:a", f"oci:{tmp_path / 'o'}:b", "--json",
                               "--platform", "linux/arm64", cache=cache).stdout)
     assert [i["platform"].split("/")[:2] for i in one["images"]] == [["linux", "arm64"]]
+
+
+# --- in process: pairing, hostile layers, escaping (no build) ------------------------------------------
+
+def _layer(store: ContentStore, files: dict[str, bytes]) -> Layer:
+    built = build_layer([TarEntry.file(p, d) for p, d in files.items()], store)
+    return store_layer(store, built.descriptor, built.diff_id)
+
+
+def _img(*layers: tuple[Layer, str], notes: dict[str, str] | None = None) -> Image:
+    image = mutate.append(scratch(None), *(mutate.Addendum(layer=layer, created_by=by) for layer, by in layers))
+    return mutate.with_annotations(image, notes or {})
+
+
+def test_images_sharing_nothing_are_not_paired_by_role(tmp_path: Path) -> None:
+    """Two different projects both have an ``ocibuild: COPY . /app`` layer: listed, not compared."""
+    store = ContentStore(tmp_path / "s")
+    a = _img((_layer(store, {"app/a.py": b"a"}), "ocibuild: COPY . /app"))
+    b = _img((_layer(store, {"app/b.py": b"b"}), "ocibuild: COPY . /app"))
+    assert [c.status for c in diff_images(a, b, store).layers] == ["removed", "added"]
+    shared = _layer(store, {"lib/x": b"x"})
+    a2 = _img((shared, "base"), (_layer(store, {"app/a.py": b"a"}), "ocibuild: COPY . /app (code)"))
+    b2 = _img((shared, "base"), (_layer(store, {"app/a.py": b"A"}), "ocibuild: COPY . /app (code)"))
+    result = diff_images(a2, b2, store)
+    assert [c.status for c in result.layers] == ["unchanged", "changed"]
+    assert [str(f) for f in result.layers[1].files] == ["~ /app/a.py (content)"]
+    assert result.layers[1].cause == ("/app/a.py: content changed (sha256 ca978112ca1b -> 559aead08264)",)
+    same_base = {BASE_DIGEST: "sha256:" + "1" * 64}
+    a3 = _img((_layer(store, {"app/a.py": b"1"}), "ocibuild: COPY . /app"), notes=same_base)
+    b3 = _img((_layer(store, {"app/a.py": b"2"}), "ocibuild: COPY . /app"), notes=same_base)
+    assert [c.status for c in diff_images(a3, b3, store).layers] == ["changed"]
+
+
+def test_hostile_layers_are_refused_not_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Too many entries, or a name longer than PATH_MAX: one clear SourceError, memory stays bounded."""
+    import ocibuild.rebuild as rebuild
+
+    store = ContentStore(tmp_path / "s")
+    shared = _layer(store, {"x": b"x"})
+    many = _img((shared, "base"), (_layer(store, {f"f{i}": b"" for i in range(50)}), "ocibuild: COPY . /app"))
+    few = _img((shared, "base"), (_layer(store, {"f0": b"1"}), "ocibuild: COPY . /app"))
+    monkeypatch.setattr(rebuild, "MAX_ENTRIES", 20)
+    with pytest.raises(SourceError, match="more than 20 entries"):
+        diff_images(few, many, store)
+    long_name = _img((shared, "base"), (_layer(store, {"d/" + "n" * 5000: b""}), "ocibuild: COPY . /app"))
+    with pytest.raises(SourceError, match="longer than 4096"):
+        diff_images(few, long_name, store)
+
+
+def test_text_from_images_is_escaped_and_roles_are_linear() -> None:
+    from ocibuild.diff import DiffResult, FileChange, ImageDiff, LayerChange, LayerSide, _role
+
+    side = LayerSide(index=1, digest="sha256:" + "a" * 64, size=1, created_by="evil\x1b[2J\nline")
+    change = LayerChange(status="changed", a=side, b=side, files=(FileChange(path="/x\x07", change="added"),))
+    lines = render(DiffResult(a="a", b="b", images=(ImageDiff(platform="linux/amd64", a_digest="x", b_digest="y",
+                                                              layers=(change,)),)))
+    assert not any(ch in "\n".join(lines) for ch in "\x1b\x07") and "evil\\x1b[2J\\nline" in "\n".join(lines)
+    # a history line of 200k spaces: the regex this replaced took minutes on it (quadratic), now linear
+    assert _role("x" + " " * 200_000 + "(y) ") == "x"
+    assert _role("x" + " " * 200_000 + "(") == "x" + " " * 200_000 + "("

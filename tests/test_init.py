@@ -271,6 +271,99 @@ def test_entrypoints(tmp_path: Path, files: dict[str, str | bytes], entrypoint: 
     ocibuild.load_plan(project)
 
 
+def test_many_data_files_do_not_hide_the_code(tmp_path: Path) -> None:
+    # more data files than the scan ever looked at, before (in name order) a src-layout Flask app
+    project = _write(tmp_path / "p", {**{f"assets/img/{i:05}.png": b"x" for i in range(5001)},
+                                      "requirements.txt": "flask\ngunicorn\n", "src/app/__init__.py": "",
+                                      "src/app/main.py": "from flask import Flask\n\napp = Flask(__name__)\n",
+                                      "node_modules/x/big.py": "from flask import Flask\napp = Flask(__name__)\n"})
+    result = init_project(project)
+    assert result.table["entrypoint"] == ["gunicorn", "--bind", "0.0.0.0:8000", "app.main:app"]
+    assert result.table["env"]["PYTHONPATH"] == "/app/src"
+    assert ocibuild.load_plan(project).settings.entrypoint[-1] == "app.main:app"
+
+
+MYPKG_PROJECT = '[project]\nname = "mypkg"\nversion = "1"\ndependencies = ["fastapi", "uvicorn"]\n\n'
+HATCHLING = '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n'
+HATCH_PYPROJECT = MYPKG_PROJECT + HATCHLING
+
+
+def _entry_module_importable(project: Path) -> str:
+    """Where the module the entrypoint names comes from in the image: "wheel" (a package the project's
+    wheel holds, the project installed) or "copied" (a file in the project folder copied to the workdir)."""
+    plan = ocibuild.load_plan(project)
+    module = next(a for a in plan.settings.entrypoint or () if ":" in a).split(":")[0]
+    top = module.split(".")[0]
+    if plan.python is not None and plan.python.project and not plan.layers:
+        assert (project / top / "__init__.py").is_file() or (project / "src" / top / "__init__.py").is_file()
+        return "wheel"
+    workdir = plan.settings.workdir
+    assert workdir is not None
+    copies = [spec for spec in plan.layers if spec.dest == workdir and spec.src == Path(".")]
+    assert copies, plan.layers
+    relative = Path(*module.split("."))
+    assert (project / relative.with_suffix(".py")).is_file() or (project / relative / "__init__.py").is_file()
+    return "copied"
+
+
+def test_installed_package_with_an_app_outside_its_wheel(tmp_path: Path) -> None:
+    app = "from fastapi import FastAPI\n\nimport mypkg\n\napp = FastAPI()\n"
+    project = _write(tmp_path / "p", {"pyproject.toml": HATCH_PYPROJECT, "mypkg/__init__.py": "", "main.py": app})
+    result = init_project(project)
+    assert result.table["entrypoint"] == ["uvicorn", "main:app", "--host", "0.0.0.0", "--port", "8000"]
+    # main.py is not in mypkg's wheel: the folder is copied as well, the app imported from the workdir
+    assert result.table["layers"] == [{"name": "app", "src": ".", "dest": "/app"}]
+    assert result.table["workdir"] == "/app" and result.table["python"] == {}
+    project_line = next(d.text for d in result.decisions if d.topic == "project")
+    assert "main.py is not in the wheel (which holds mypkg)" in project_line, project_line
+    assert "copied to /app as well" in project_line
+    assert (project / ".ociignore").is_file()
+    assert _entry_module_importable(project) == "copied"
+    plan = ocibuild.load_plan(project)
+    assert plan.python is not None and plan.python.project  # still installed (metadata, scripts)
+
+    # an app inside the package is preferred: the wheel alone runs it
+    _write(project, {"mypkg/web.py": app})
+    (project / ".ociignore").unlink()
+    result = init_project(project, force=True)
+    assert result.table["entrypoint"][1] == "mypkg.web:app"
+    assert "layers" not in result.table and "workdir" not in result.table
+    assert not (project / ".ociignore").exists()
+    assert any("its folder is not copied" in d.text for d in result.decisions)
+    assert _entry_module_importable(project) == "wheel"
+
+
+@pytest.mark.parametrize(("files", "tool", "entrypoint", "copied"), [
+    ({"src/mypkg/__init__.py": "", "src/mypkg/api.py": "{app}"}, "", "mypkg.api:app", False),
+    ({"src/other/__init__.py": "", "src/other/api.py": "{app}", "src/mypkg/__init__.py": ""}, "",
+     "other.api:app", True),  # hatchling ships src/mypkg alone
+    ({"lib/svc/__init__.py": "", "lib/svc/api.py": "{app}"},
+     '[tool.hatch.build.targets.wheel]\npackages = ["lib/svc"]\n', "svc.api:app", False),
+    ({"serve.py": "{app}", "mypkg/__init__.py": ""},
+     '[tool.hatch.build.targets.wheel]\nonly-include = ["mypkg", "serve.py"]\n', "serve:app", False),
+    ({"src/a/__init__.py": "", "src/a/api.py": "{app}"}, '[tool.setuptools.packages.find]\nwhere = ["src"]\n',
+     "a.api:app", True),  # hatchling builds it: setuptools' settings are not read
+    ({"src/a/__init__.py": "", "src/a/api.py": "{app}"}, '[tool.setuptools.packages.find]\nwhere = ["src"]\n'
+     '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n', "a.api:app", False),
+])
+def test_installed_package_app_in_or_out_of_the_wheel(tmp_path: Path, files: dict[str, str], tool: str,
+                                                       entrypoint: str, copied: bool) -> None:
+    app = "from fastapi import FastAPI\napp = FastAPI()\n"
+    pyproject = MYPKG_PROJECT + ("" if "[build-system]" in tool else HATCHLING) + tool
+    project = _write(tmp_path / "p", {"pyproject.toml": pyproject,
+                                      **{k: v.format(app=app) for k, v in files.items()}})
+    result = init_project(project)
+    assert result.table["entrypoint"][1] == entrypoint
+    assert ("layers" in result.table) == copied, result.table
+    if copied:
+        assert result.table["env"]["PYTHONPATH"] == "/app/src"
+    else:
+        assert "PYTHONPATH" not in result.table["env"]
+    plan = ocibuild.load_plan(project)
+    assert plan.python is not None and plan.python.project
+    assert bool(plan.layers) == copied
+
+
 def test_requirements_includes_and_extras_count(tmp_path: Path) -> None:
     project = _write(tmp_path / "p", {"requirements.txt": "-r base.txt\n", "base.txt": "fastapi[standard]==0.115 \\\n"
                                       "    --hash=sha256:00\n", "requirements-dev.txt": "pytest\n",

@@ -229,7 +229,7 @@ def build_layer(entries: Sequence[TarEntry], store: ContentStore, *,
     key = _key_of(rows, compression, options, salt) if use_cache else ""
     if key and (record := store.get_selector(key, shared=True)):
         cached = from_record(record, compression, annotations)
-        remember(store, cached.descriptor.digest, _file_inputs(rows, compression, options, salt))
+        remember(store, cached.descriptor.digest, lambda: _file_inputs(rows, compression, options, salt))
         return cached
     with store.writer() as w:
         pipe = _Pipeline(compression.compressor(), w)
@@ -248,7 +248,7 @@ def build_layer(entries: Sequence[TarEntry], store: ContentStore, *,
     )
     if key:
         store.put_selector(key, to_record(built), shared=True)
-        remember(store, digest, _file_inputs(rows, compression, options, salt))
+        remember(store, digest, lambda: _file_inputs(rows, compression, options, salt))
     return built
 
 
@@ -283,5 +283,6 @@ def keyed_layer(key: str, make_entries: Callable[[], Sequence[TarEntry]], store:
         store.put_selector(full, to_record(built), shared=True)
     if inputs is not None:
         extra = {"compression": str(compression), "uid": options.uid, "gid": options.gid, "mtime": options.mtime}
-        remember(store, built.descriptor.digest, {**inputs, "settings": {**extra, **inputs.get("settings", {})}})
+        remember(store, built.descriptor.digest,
+                 lambda: {**inputs, "settings": {**extra, **inputs.get("settings", {})}})
     return built
