@@ -180,8 +180,12 @@ def _pairs(a: list[LayerSide], b: list[LayerSide], related: bool) -> list[tuple[
 
 
 def _related(a: Image, b: Image) -> bool:
-    """Two versions of one image: they share a layer, or name the same base."""
+    """Two versions of one image: they share a layer, name the same base, or were made by the same
+    steps (the same history lines, details aside, in the same order)."""
     if {d.digest for d in a.manifest.layers} & {d.digest for d in b.manifest.layers}:
+        return True
+    steps = [_role(c) for c in _history(a)]
+    if steps and all(steps) and steps == [_role(c) for c in _history(b)]:
         return True
     base = a.manifest.annotations.get(BASE_DIGEST) or a.manifest.annotations.get(BASE_NAME)
     return bool(base) and base in (b.manifest.annotations.get(BASE_DIGEST), b.manifest.annotations.get(BASE_NAME))

@@ -214,9 +214,13 @@ def _img(*layers: tuple[Layer, str], notes: dict[str, str] | None = None) -> Ima
 def test_images_sharing_nothing_are_not_paired_by_role(tmp_path: Path) -> None:
     """Two different projects both have an ``ocibuild: COPY . /app`` layer: listed, not compared."""
     store = ContentStore(tmp_path / "s")
-    a = _img((_layer(store, {"app/a.py": b"a"}), "ocibuild: COPY . /app"))
+    a = _img((_layer(store, {"app/a.py": b"a"}), "ocibuild: COPY . /app"),
+             (_layer(store, {"app/m": b"m"}), "ocibuild: COPY model /app/model"))
     b = _img((_layer(store, {"app/b.py": b"b"}), "ocibuild: COPY . /app"))
-    assert [c.status for c in diff_images(a, b, store).layers] == ["removed", "added"]
+    assert [c.status for c in diff_images(a, b, store).layers] == ["removed", "removed", "added"]
+    # made by the same steps (a scratch-based app before and after an edit): compared
+    one = _img((_layer(store, {"app/b.py": b"B"}), "ocibuild: COPY . /app (app)"))
+    assert [c.status for c in diff_images(b, one, store).layers] == ["changed"]
     shared = _layer(store, {"lib/x": b"x"})
     a2 = _img((shared, "base"), (_layer(store, {"app/a.py": b"a"}), "ocibuild: COPY . /app (code)"))
     b2 = _img((shared, "base"), (_layer(store, {"app/a.py": b"A"}), "ocibuild: COPY . /app (code)"))
