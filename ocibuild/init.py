@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .events import human_size
 
 __all__ = ["Decision", "InitResult", "init_project"]
 
@@ -691,15 +692,6 @@ def _model_folders(project: Path, files: Sequence[Path], notes: list[str]) -> li
     return out
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"
-
-
 def _model_name(folder: str, taken: set[str]) -> str:
     base = re.sub(r"[^a-z0-9]+", "-", folder.lower()).strip("-")[:56] or "model"
     name, i = base, 2
@@ -937,7 +929,7 @@ def _decide(project: Path, *, base: str | None, models_as: ModelsAs) -> tuple[di
     taken: set[str] = set()
     for folder, count, size in found_models:
         rel = folder.relative_to(project).as_posix()
-        what = f"{rel}/ ({count} weight file{'s' if count != 1 else ''}, {_size(size)})"
+        what = f"{rel}/ ({count} weight file{'s' if count != 1 else ''}, {human_size(size)})"
         if models_as == "images":
             model = _model_name(folder.name, taken)
             models.append({"name": model, "src": rel})

@@ -9,13 +9,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from harness.cli import ocibuild as run_cli
 from harness.files import dist_infos, image_paths
+from harness.net import wait_http
 from harness.registry import Registry
 from harness.runtime import podman as run_podman
 
@@ -40,18 +40,6 @@ def ocibuild(*args: str | Path, cache: Path) -> subprocess.CompletedProcess[str]
                           stderr=subprocess.STDOUT, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:]
     return proc
-
-
-def wait_http(url: str, seconds: float = 60) -> bytes:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return bytes(resp.read())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
 
 
 def test_pushed_image_pulled_and_run_by_podman(tmp_path: Path, iris: Path, plain_registry: Registry,

@@ -14,14 +14,13 @@ import sys
 import threading
 import time
 import tomllib
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from harness.cli import ocibuild as run_cli
 from harness.layout import image_config
-from harness.net import free_port
+from harness.net import free_port, wait_http
 from harness.runtime import run_image
 
 import ocibuild
@@ -125,18 +124,6 @@ def _serving(layout: Path, tag: str, port: int) -> Iterator[list[str]]:
     assert not thread.is_alive()
 
 
-def _get(url: str, seconds: float = 60) -> bytes:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return bytes(resp.read())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 def _build(project: Path, layout: Path, cache: Path, *base: str) -> None:
     run_cli("build", project, *base, "--output", f"oci:{layout}:v1", cache=cache, timeout=600)
 
@@ -170,7 +157,7 @@ def test_fastapi_with_uv_lock_builds_and_answers(tmp_path: Path, debian_python_l
     _build(project, layout, cache, "--base", f"oci:{debian_python_layout}:bookworm-py")
     port = free_port()
     with _serving(layout, "v1", port):
-        assert json.loads(_get(f"http://127.0.0.1:{port}/")) == {"hello": "fastapi"}
+        assert json.loads(wait_http(f"http://127.0.0.1:{port}/")) == {"hello": "fastapi"}
     _again_is_a_no_op(project)
 
 
@@ -198,7 +185,8 @@ def test_flask_with_requirements_and_a_model_folder(tmp_path: Path, debian_pytho
     with _serving(layout, "v1", port) as command:
         assert command == ["gunicorn", "--bind", f"0.0.0.0:{port}", "app:app"]
         # the weights at /app/model (the working folder), the secrets kept out by .ociignore
-        assert json.loads(_get(f"http://127.0.0.1:{port}/")) == {"hello": "flask", "model": len(weights), "env": False}
+        answer = json.loads(wait_http(f"http://127.0.0.1:{port}/"))
+        assert answer == {"hello": "flask", "model": len(weights), "env": False}
     _again_is_a_no_op(project)
 
 

@@ -27,6 +27,22 @@ def http_session() -> requests.Session:
     return s
 
 
+def wait_http(url: str, seconds: float = 60) -> bytes:
+    """GET ``url`` until it answers (a server starting in a container), at most ``seconds``; its body."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return bytes(resp.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def free_port() -> int:
     """A currently free TCP port on 127.0.0.1 (bind to port 0, read it, close)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
