@@ -497,6 +497,9 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
             raise ConfigError("no platform of the base can be built (see the lines above for why)")
     artifact: Artifact = built[0].image if len(built) == 1 else mutate.index_of(
         [b.image for b in built], created=plan.source_date_epoch)
+    from .explain import note_project
+
+    note_project(store, str(plan.project_dir.absolute()), [artifact.digest, *(b.image.digest for b in built)])
     return BuildResult(artifact=artifact, image=built[0].image, layers=built[0].reports, plan=plan, store=store,
                        base=built[0].base, python=built[0].python, models=models.builds,
                        model_references=models.references,

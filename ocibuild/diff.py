@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, OcibuildError
 from .events import human_size
-from .explain import causes, recall
+from .explain import causes, project_of, recall
 from .spec import Digest, Platform
 from .spec.annotations import BASE_DIGEST, BASE_NAME
 from .store import ContentStore
@@ -32,6 +32,8 @@ from .transports import Location, parse_location
 if TYPE_CHECKING:
     from .image import Image, Layer
     from .registry import RegistryClient
+
+TITLE = "org.opencontainers.image.title"
 
 __all__ = ["DiffResult", "FileChange", "ImageDiff", "LayerChange", "diff_images", "diff_locations", "render"]
 
@@ -179,16 +181,22 @@ def _pairs(a: list[LayerSide], b: list[LayerSide], related: bool) -> list[tuple[
     return out
 
 
-def _related(a: Image, b: Image) -> bool:
-    """Two versions of one image: they share a layer, name the same base, or were made by the same
-    steps (the same history lines, details aside, in the same order)."""
-    if {d.digest for d in a.manifest.layers} & {d.digest for d in b.manifest.layers}:
+def _related(a: Image, b: Image, store: ContentStore) -> bool:
+    """Whether A and B are two versions of one image, whose layers added the same way are compared:
+    built from the same project folder with this store (when it knows both); else, when both have an
+    ``org.opencontainers.image.title``, the same title; else they share a layer above their bases, or
+    were made by the same steps (the same history lines, details aside, in the same order)."""
+    pa, pb = project_of(store, a.digest), project_of(store, b.digest)
+    if pa is not None and pb is not None:
+        return pa == pb
+    ta, tb = (i.config.config.labels.get(TITLE) or i.manifest.annotations.get(TITLE) for i in (a, b))
+    if ta and tb:
+        return ta == tb
+    above = {d.digest for d in a.manifest.layers[_base_layers(a, store):]}
+    if above & {d.digest for d in b.manifest.layers[_base_layers(b, store):]}:
         return True
     steps = [_role(c) for c in _history(a)]
-    if steps and all(steps) and steps == [_role(c) for c in _history(b)]:
-        return True
-    base = a.manifest.annotations.get(BASE_DIGEST) or a.manifest.annotations.get(BASE_NAME)
-    return bool(base) and base in (b.manifest.annotations.get(BASE_DIGEST), b.manifest.annotations.get(BASE_NAME))
+    return bool(steps) and all(steps) and steps == [_role(c) for c in _history(b)]
 
 
 def _file_changes(a: Layer, b: Layer) -> tuple[FileChange, ...]:
@@ -277,7 +285,7 @@ def _show(value: object) -> str:
 def diff_images(a: Image, b: Image, store: ContentStore) -> ImageDiff:
     """Compare two single-platform images (see the module's description)."""
     changes = []
-    for x, y in _pairs(_sides(a), _sides(b), _related(a, b)):
+    for x, y in _pairs(_sides(a), _sides(b), _related(a, b, store)):
         if x is not None and y is not None and x.digest == y.digest:
             changes.append(LayerChange(status="unchanged", a=x, b=y))
         elif x is not None and y is not None:

@@ -30,10 +30,12 @@ from typing import Any, Protocol
 from .errors import OcibuildError
 from .spec import Digest
 
-__all__ = ["MAX_CAUSES", "causes", "explain_layer", "file_inputs", "package_inputs", "recall", "remember"]
+__all__ = ["MAX_CAUSES", "causes", "explain_layer", "file_inputs", "note_project", "package_inputs", "project_of",
+           "recall", "remember"]
 
 INPUTS = "layer-inputs-"
 LAST = "layer-last-"
+PROJECT = "image-project-"
 MAX_CAUSES = 20
 """At most this many file or package lines in one explanation (then ``... and N more``)."""
 
@@ -172,3 +174,21 @@ def explain_layer(store: Records, role: Sequence[str], digest: Digest,
     if old is None or new is None:
         return ("the last build's inputs of this layer are not recorded (made by an older ocibuild?)",)
     return causes(old, new)
+
+
+def note_project(store: Records, project: str, digests: Sequence[Digest]) -> None:
+    """Note that the images (and index) ``digests`` were built from the project folder ``project``."""
+    for digest in digests:
+        key = PROJECT + digest.hex
+        with contextlib.suppress(OcibuildError, OSError):
+            if store.get_record(key) != project:
+                store.put_record(key, project)
+
+
+def project_of(store: Records, digest: Digest | str) -> str | None:
+    """The project folder the image ``digest`` was built from with this store, if it was."""
+    try:
+        value = store.get_record(PROJECT + Digest.parse(str(digest)).hex)
+    except (OcibuildError, ValueError):
+        return None
+    return value if isinstance(value, str) else None

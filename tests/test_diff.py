@@ -160,6 +160,24 @@ def test_unrelated_images_list_layers_only(builds: Builds, busybox_layout: Path)
     assert any(c.startswith("entrypoint:") for c in data["images"][0]["config"])
 
 
+def test_another_project_on_the_same_base_is_not_compared_layer_by_layer(builds: Builds, tmp_path: Path) -> None:
+    """Another app with the same step (``COPY server.py /app/server.py``) on the same base: its layers are
+    listed, never paired with iris's (known by this store as another project's; elsewhere, by its title)."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "server.py").write_text("print('another server')\n")
+    (other / "ocibuild.toml").write_text('entrypoint = ["python3", "/app/server.py"]\n'
+                                         'labels = { "org.opencontainers.image.title" = "other" }\n'
+                                         '[[layers]]\nname = "code"\nsrc = "server.py"\ndest = "/app/server.py"\n')
+    ocibuild("build", other, "--base", builds.base, "--sbom", "none", "--output", f"oci:{tmp_path / 'o'}:x",
+             cache=builds.cache)
+    for cache in (builds.cache, tmp_path / "empty-store"):
+        data = _diff(Builds(**{**builds.__dict__, "cache": cache}), f"oci:{builds.out}:v1", f"oci:{tmp_path / 'o'}:x")
+        statuses = {x["status"] for x in data["images"][0]["layers"]}
+        assert statuses == {"unchanged", "added", "removed"}, data  # the base's layers are the same
+        assert all(x["cause"] == [] for x in data["images"][0]["layers"])
+
+
 def test_identical_images(builds: Builds) -> None:
     data = _diff(builds, f"oci:{builds.out}:v1", f"docker://{builds.registry.host}/diff/iris:v1")
     assert data["identical"] and _changed(data) == []
