@@ -264,7 +264,7 @@ class _Built:
 
 
 def _python_layers(plan: BuildPlan, location: Location, base: Image, store: ContentStore, on_event: EventHandler,
-                   session: requests.Session | None, created: str, explain: bool) -> tuple[list[mutate.Addendum],
+                   session: requests.Session | None, created: str) -> tuple[list[mutate.Addendum],
                                                                           list[LayerReport], dict[str, str],
                                                                           dict[str, Any], tuple[FetchedWheel, ...]]:
     from .python.deps import dependency_layers
@@ -373,7 +373,7 @@ def _build_one(plan: BuildPlan, store: ContentStore, platform: Platform | None, 
         key = ("python", str(platform), str(base.digest))
         kept = memo is not None and key in memo
         addenda, reports, env, python_info, wheels = _kept(
-            memo, key, lambda: _python_layers(plan, location, base, store, on_event, session, created, explain))
+            memo, key, lambda: _python_layers(plan, location, base, store, on_event, session, created))
         # kept ones are never changed in place, and count as served from the cache
         addenda, reports = list(addenda), [replace(r, cached=True) if kept else r for r in reports]
         settings = replace(settings, env={**env, **settings.env})
@@ -509,6 +509,11 @@ def build(plan: BuildPlan, *, store: ContentStore | None = None, on_event: Event
                                        for b in built))
 
 
+def _role(plan: BuildPlan, label: str, platform: str | None) -> tuple[str, str, str]:
+    """Whose layer this is, for ``explain_layer``: the project folder, the layer's label, its platform."""
+    return (str(plan.project_dir.absolute()), label, platform or "")
+
+
 def _explaining(plan: BuildPlan, store: ContentStore, on_event: EventHandler, explain: bool) -> EventHandler:
     """``on_event``, noting each layer a ``LayerDone`` reports as this project's last of its label and
     platform; with ``explain``, followed by a ``LayerExplained`` for each one that was built."""
@@ -517,8 +522,7 @@ def _explaining(plan: BuildPlan, store: ContentStore, on_event: EventHandler, ex
     def handle(event: Event) -> None:
         on_event(event)
         if isinstance(event, LayerDone):
-            role = (str(plan.project_dir.absolute()), event.label, event.platform or "")
-            why = explain_layer(store, role, event.descriptor.digest, event.cached)
+            why = explain_layer(store, _role(plan, event.label, event.platform), event.descriptor.digest, event.cached)
             if explain and why:
                 on_event(LayerExplained(label=event.label, platform=event.platform, causes=why))
 
@@ -534,7 +538,7 @@ def _explain_base(plan: BuildPlan, store: ContentStore, on_event: EventHandler, 
     platform = str(base.config.platform)
     for i, layer in enumerate(base.layers):
         label = "base:" + (made[i].rsplit(": ", 1)[-1] if len(made) == len(base.layers) else str(i + 1))
-        why = explain_layer(store, (str(plan.project_dir.absolute()), label, platform), layer.digest, None)
+        why = explain_layer(store, _role(plan, label, platform), layer.digest, None)
         if explain and why:
             on_event(LayerExplained(label=label, platform=platform, causes=why))
 

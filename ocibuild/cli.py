@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .build import build
-from .cliargs import client_from, creds_from, registry_options, store_and_registry_options, store_from
+from .cliargs import (
+    client_from,
+    creds_from,
+    platform_from,
+    registry_options,
+    store_and_registry_options,
+    store_from,
+)
 from .config import DEFAULT_DEBIAN_PACKAGES, Overrides, load_plan
 from .errors import ConfigError, OcibuildError
 from .events import Event, Note, human_size
@@ -809,16 +816,11 @@ def _cmd_base(args: argparse.Namespace) -> int:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from .inspect import inspect_image
-    from .spec import Platform
     from .transports import parse_location
 
     location = parse_location(args.location)
-    try:
-        platform = Platform.parse(args.platform) if args.platform else None
-    except ValueError as exc:
-        raise ConfigError(f"--platform: {exc}") from None
     client = _client(args, None, _creds(args))
-    info = inspect_image(location, _store(args), platform, client=client)
+    info = inspect_image(location, _store(args), platform_from(args), client=client)
     if args.json:
         print(json.dumps(info.to_dict(), indent=2))
         return 0
@@ -835,11 +837,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    from .diff import diff_locations, platform_arg, render
+    from .diff import diff_locations, render
     from .transports import parse_location
 
     a, b = parse_location(args.a), parse_location(args.b)
-    result = diff_locations(a, b, store=_store(args), platform=platform_arg(args.platform),
+    result = diff_locations(a, b, store=_store(args), platform=platform_from(args),
                             client=_client(args, None, _creds(args)))
     print(json.dumps(result.to_dict(), indent=2) if args.json else "\n".join(render(result)))
     return 0

@@ -14,6 +14,7 @@ from .store import ContentStore
 if TYPE_CHECKING:
     from .events import EventHandler
     from .registry import CredentialProvider, RegistryClient
+    from .spec import Platform
 
 __all__ = ["client_from", "creds_from", "registry_options", "store_and_registry_options", "store_from"]
 
@@ -61,3 +62,13 @@ def client_from(args: argparse.Namespace, on_event: EventHandler | None = None,
     tls = TLSConfig(insecure_registries=tuple(args.insecure_registry), ca_files=tuple(args.ca_file))
     return RegistryClient(credentials=default_credentials(creds_from(args) if explicit is None else explicit),
                           tls=tls, on_event=on_event if on_event is not None else (lambda _: None))
+
+
+def platform_from(args: argparse.Namespace) -> Platform | None:
+    """``--platform`` as a Platform (None when not given); one clear error when it is not one."""
+    from .spec import Platform
+
+    try:
+        return Platform.parse(args.platform) if args.platform else None
+    except ValueError as exc:
+        raise ConfigError(f"--platform: {exc}") from None

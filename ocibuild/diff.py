@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, OcibuildError
+from .errors import OcibuildError
 from .events import human_size
 from .explain import causes, project_of, recall
 from .spec import Digest, Platform
@@ -147,10 +147,19 @@ def _history(image: Image) -> list[str]:
     return made if len(made) == len(image.manifest.layers) else [""] * len(image.manifest.layers)
 
 
-def _sides(image: Image) -> list[LayerSide]:
+@dataclass(frozen=True, slots=True)
+class _Side:
+    """One image of the comparison: its layers as listed, and how many of them are its base's."""
+
+    image: Image
+    layers: list[LayerSide]
+    base_layers: int
+
+
+def _side(image: Image, store: ContentStore) -> _Side:
     history = _history(image)
-    return [LayerSide(index=i + 1, digest=str(d.digest), size=d.size, created_by=history[i])
-            for i, d in enumerate(image.manifest.layers)]
+    return _Side(image, [LayerSide(index=i + 1, digest=str(d.digest), size=d.size, created_by=history[i])
+                         for i, d in enumerate(image.manifest.layers)], _base_layers(image, store))
 
 
 def _pairs(a: list[LayerSide], b: list[LayerSide], related: bool) -> list[tuple[LayerSide | None,
@@ -181,22 +190,21 @@ def _pairs(a: list[LayerSide], b: list[LayerSide], related: bool) -> list[tuple[
     return out
 
 
-def _related(a: Image, b: Image, store: ContentStore) -> bool:
+def _related(a: _Side, b: _Side, store: ContentStore) -> bool:
     """Whether A and B are two versions of one image, whose layers added the same way are compared:
     built from the same project folder with this store (when it knows both); else, when both have an
     ``org.opencontainers.image.title``, the same title; else they share a layer above their bases, or
     were made by the same steps (the same history lines, details aside, in the same order)."""
-    pa, pb = project_of(store, a.digest), project_of(store, b.digest)
+    pa, pb = project_of(store, a.image.digest), project_of(store, b.image.digest)
     if pa is not None and pb is not None:
         return pa == pb
-    ta, tb = (i.config.config.labels.get(TITLE) or i.manifest.annotations.get(TITLE) for i in (a, b))
+    ta, tb = (i.config.config.labels.get(TITLE) or i.manifest.annotations.get(TITLE) for i in (a.image, b.image))
     if ta and tb:
         return ta == tb
-    above = {d.digest for d in a.manifest.layers[_base_layers(a, store):]}
-    if above & {d.digest for d in b.manifest.layers[_base_layers(b, store):]}:
+    if {s.digest for s in a.layers[a.base_layers:]} & {s.digest for s in b.layers[b.base_layers:]}:
         return True
-    steps = [_role(c) for c in _history(a)]
-    return bool(steps) and all(steps) and steps == [_role(c) for c in _history(b)]
+    steps = [_role(s.created_by) for s in a.layers]
+    return bool(steps) and all(steps) and steps == [_role(s.created_by) for s in b.layers]
 
 
 def _file_changes(a: Layer, b: Layer) -> tuple[FileChange, ...]:
@@ -240,16 +248,15 @@ def _base_layers(image: Image, store: ContentStore) -> int:
     return len(base.layers) if base is not None else 0
 
 
-def _cause(x: LayerSide, y: LayerSide, a: Image, b: Image, store: ContentStore) -> tuple[str, ...]:
+def _cause(x: LayerSide, y: LayerSide, a: _Side, b: _Side, store: ContentStore) -> tuple[str, ...]:
     old, new = recall(store, x.digest), recall(store, y.digest)
     if old is not None and new is not None:
         return causes(old, new)
-    in_base = x.index <= _base_layers(a, store) and y.index <= _base_layers(b, store)
-    if in_base and a.manifest.annotations.get(BASE_DIGEST) != b.manifest.annotations.get(BASE_DIGEST):
-        def name(image: Image) -> str:
-            notes = image.manifest.annotations
+    notes_a, notes_b = a.image.manifest.annotations, b.image.manifest.annotations
+    if x.index <= a.base_layers and y.index <= b.base_layers and notes_a.get(BASE_DIGEST) != notes_b.get(BASE_DIGEST):
+        def name(notes: Mapping[str, str]) -> str:
             return f"{notes.get(BASE_NAME, 'base')}@{notes.get(BASE_DIGEST, '')[:19]}"
-        return (f"base image changed: {name(a)} -> {name(b)}",)
+        return (f"base image changed: {name(notes_a)} -> {name(notes_b)}",)
     return ()
 
 
@@ -285,22 +292,17 @@ def _show(value: object) -> str:
 def diff_images(a: Image, b: Image, store: ContentStore) -> ImageDiff:
     """Compare two single-platform images (see the module's description)."""
     changes = []
-    for x, y in _pairs(_sides(a), _sides(b), _related(a, b, store)):
+    sa, sb = _side(a, store), _side(b, store)
+    for x, y in _pairs(sa.layers, sb.layers, _related(sa, sb, store)):
         if x is not None and y is not None and x.digest == y.digest:
             changes.append(LayerChange(status="unchanged", a=x, b=y))
         elif x is not None and y is not None:
             files = _file_changes(a.layers[x.index - 1], b.layers[y.index - 1])
-            changes.append(LayerChange(status="changed", a=x, b=y, files=files, cause=_cause(x, y, a, b, store)))
+            changes.append(LayerChange(status="changed", a=x, b=y, files=files, cause=_cause(x, y, sa, sb, store)))
         else:
             changes.append(LayerChange(status="added" if x is None else "removed", a=x, b=y))
     return ImageDiff(platform=str(b.config.platform), a_digest=str(a.digest), b_digest=str(b.digest),
                      layers=tuple(changes), config=_config_changes(a, b))
-
-
-def _platform_key(p: Platform) -> tuple[str, str, str]:
-    """``linux/arm64`` and ``linux/arm64/v8`` are one platform (v8 is arm64's only variant)."""
-    variant = p.variant or ("v8" if p.architecture == "arm64" else "")
-    return (p.os, p.architecture, variant)
 
 
 def _platforms(location: Location, store: ContentStore, client: RegistryClient | None) -> tuple[Platform, ...]:
@@ -332,8 +334,10 @@ def diff_locations(a: Location | str, b: Location | str, *, store: ContentStore,
         pairs: Sequence[tuple[Platform | None, Platform | None]] = [(platform, platform)]
     else:
         pa, pb = _platforms(la, store, client), _platforms(lb, store, client)
-        keyed = {_platform_key(p): p for p in pb}
-        common = [(p, keyed[_platform_key(p)]) for p in pa if _platform_key(p) in keyed]
+        common: list[tuple[Platform | None, Platform | None]] = []
+        for p in pa:  # each platform of A that B has too (Platform.matches: os, architecture, variant)
+            if (q := next((q for q in pb if q.matches(p)), None)) is not None:
+                common.append((p, q))
         pairs = common if common and max(len(pa), len(pb)) > 1 else [(None, None)]
     images = tuple(diff_images(_image(la, store, x, client), _image(lb, store, y, client), store) for x, y in pairs)
     return DiffResult(a=str(la), b=str(lb), images=images)
@@ -385,11 +389,3 @@ def render(result: DiffResult) -> list[str]:
         for c in image.config:
             lines.append(f"  config   {_safe(c)}")
     return lines
-
-
-def platform_arg(text: str | None) -> Platform | None:
-    """``--platform`` as a Platform (one clear error when it is not one)."""
-    try:
-        return Platform.parse(text) if text else None
-    except ValueError as exc:
-        raise ConfigError(f"--platform: {exc}") from None

@@ -78,8 +78,8 @@ def recall(store: Records, digest: Digest | str) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict) or not isinstance(value.get("settings"), dict):
         return None
-    table = {"files": "files", "packages": "packages"}.get(str(value.get("kind")))
-    return value if table is not None and isinstance(value.get(table), dict) else None
+    kind = value.get("kind")  # names the table that holds the files or packages
+    return value if kind in ("files", "packages") and isinstance(value.get(kind), dict) else None
 
 
 def _short(sha: str) -> str:

@@ -35,6 +35,8 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, Literal
 
+from packaging.utils import canonicalize_name
+
 from .errors import ConfigError
 from .events import human_size
 
@@ -62,7 +64,6 @@ _MAX_WEIGHT_FILES = 5000
 _MAX_PARSE_BYTES = 1 << 20
 _WEIGHTS = (".safetensors", ".onnx", ".gguf", ".ggml", ".pt", ".pth", ".bin", ".ckpt", ".h5", ".keras", ".tflite",
             ".joblib", ".pkl", ".pb", ".msgpack", ".npz")
-_NAME = re.compile(r"[-_.]+")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _INCLUDE = re.compile(r"(?:-r|--requirement)(?:\s*=\s*|\s*)(\S+)")  # -r other.txt in a requirements file
 IGNORE_DEFAULTS = """\
@@ -128,10 +129,6 @@ class InitResult:
 # ---------------------------------------------------------------------------------------------------
 # reading the project
 # ---------------------------------------------------------------------------------------------------
-
-def _normalize(name: str) -> str:
-    return _NAME.sub("-", name).lower()
-
 
 def _toml(path: Path, what: str) -> dict[str, Any]:
     try:
@@ -229,7 +226,7 @@ def _requirement_names(text: str, path: Path, seen: set[Path]) -> set[str]:
 
 
 def _with_extras(name: str, extras: set[str]) -> set[str]:
-    name = _normalize(name)
+    name = canonicalize_name(name)
     if name == "fastapi" and extras & {"standard", "all", "standard-no-fastapi-cloud-cli"}:
         return {name, "uvicorn"}
     return {name}
@@ -271,7 +268,8 @@ def _dependencies(project: Path, pyproject: Mapping[str, Any], installs: bool) -
                                                             "it, which 'uv export' needs: uv.lock not used"))
         else:
             packages = data.get("package", [])
-            names = frozenset(_normalize(str(p.get("name", ""))) for p in packages if isinstance(p, dict))
+            names: frozenset[str] = frozenset(canonicalize_name(str(p.get("name", ""))) for p in packages
+                                              if isinstance(p, dict))
             decisions.append(Decision(topic="python", text=f"lock = \"uv.lock\": {len(names)} locked packages (the "
                                                            "lock file comes first: its pins are exact)"))
             return _Deps(source="uv.lock", table={"lock": "uv.lock"}, has_python=True, names=names,
@@ -282,7 +280,7 @@ def _dependencies(project: Path, pyproject: Mapping[str, Any], installs: bool) -
         chosen = next((p for p in pylocks if p.name == "pylock.toml"), pylocks[0])
         data = _toml(chosen, "the lock file")
         packages = data.get("packages", [])
-        names = frozenset(_normalize(str(p.get("name", ""))) for p in packages if isinstance(p, dict))
+        names = frozenset(canonicalize_name(str(p.get("name", ""))) for p in packages if isinstance(p, dict))
         others = ", ".join(p.name for p in pylocks if p != chosen)
         decisions.append(Decision(topic="python", text=f"lock = \"{chosen.name}\": {len(names)} locked packages "
                                                        "(PEP 751 lock, read directly)"
@@ -413,7 +411,7 @@ def _wheel_roots(project: Path, pyproject: Mapping[str, Any]) -> list[Path]:
         if len(Path(item).parts) == 1 or (pdm_root and Path(item).parent == Path(pdm_root)):
             add(item)
     if not found:
-        name = _normalize(str(pyproject.get("project", {}).get("name", ""))).replace("-", "_")
+        name = canonicalize_name(str(pyproject.get("project", {}).get("name", ""))).replace("-", "_")
         if name.isidentifier():
             for candidate in (f"src/{name}", name, f"src/{name}.py", f"{name}.py"):
                 add(candidate)
@@ -609,8 +607,8 @@ def _script_entries(project: Path, pyproject: Mapping[str, Any], installs: bool,
         notes.append(f"[project.scripts] ({', '.join(sorted(scripts))}) are not installed: pyproject.toml has no "
                      "[build-system] (uv's rule); add one (e.g. hatchling) to run them by name")
         return []
-    name = _normalize(str(pyproject.get("project", {}).get("name", "")))
-    ordered = sorted(scripts, key=lambda s: (_normalize(s) != name, s))
+    name = canonicalize_name(str(pyproject.get("project", {}).get("name", "")))
+    ordered = sorted(scripts, key=lambda s: (canonicalize_name(s) != name, s))
     chosen = ordered[0]
     others = f"; other scripts: {', '.join(ordered[1:])}" if len(ordered) > 1 else ""
     return [_Entry(command=(chosen,), why=f"console script from [project.scripts] ({chosen} = "

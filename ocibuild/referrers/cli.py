@@ -8,13 +8,12 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from ..cliargs import client_from, store_and_registry_options, store_from
-from ..errors import ConfigError, ImageNotFound
+from ..cliargs import client_from, platform_from, store_and_registry_options, store_from
+from ..errors import ImageNotFound
 from .artifact import CYCLONEDX_JSON, IN_TOTO_JSON, SPDX_JSON
 
 if TYPE_CHECKING:
     from ..registry.client import RegistryClient
-    from ..spec import Platform
     from ..transports import Location
     from .read import Attached
 
@@ -44,15 +43,6 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     _common(p)
 
 
-def _platform(args: argparse.Namespace) -> Platform | None:
-    from ..spec import Platform
-
-    try:
-        return Platform.parse(args.platform) if args.platform else None
-    except ValueError as exc:
-        raise ConfigError(f"--platform: {exc}") from None
-
-
 def _client(args: argparse.Namespace, location: Location) -> RegistryClient | None:
     from ..transports import Registry
 
@@ -66,7 +56,7 @@ def _find(args: argparse.Namespace, types: tuple[str, ...], *,
     from .read import find_attached
 
     location = parse_location(args.location)
-    chain, found = find_attached(location, _platform(args), types, store=store_from(args),
+    chain, found = find_attached(location, platform_from(args), types, store=store_from(args),
                                  client=_client(args, location), index_first=index_first)
     return f"{location}@{(chain[0] if index_first else chain[-1]).digest}", found
 
